@@ -1,0 +1,77 @@
+"""The update math, written once for numpy arrays and torch tensors alike.
+
+Executors keep each role's tensors in a dict of named buffers; an
+:class:`pslab.ops.Update` op names a rule here and its scalars. Rules work in
+place on whatever array type the executor holds (numpy in the simulator's
+numerics mode, torch in the emulator), using only operators both support.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+Buffers = MutableMapping[str, Any]
+
+
+def _zeros_like(x: Any) -> Any:
+    return x * 0
+
+
+def sgd(bufs: Buffers, lr: float, momentum: float = 0.0, grad: str = "grad") -> None:
+    """x ← x − η·v with heavy-ball v ← μv + g (v = g when μ = 0)."""
+    g = bufs[grad]
+    if momentum:
+        v = bufs.get("velocity")
+        if v is None:
+            v = bufs["velocity"] = _zeros_like(g)
+        v *= momentum
+        v += g
+        g = v
+    bufs["params"] -= lr * g
+
+
+def elastic(bufs: Buffers, alpha: float) -> None:
+    """EASGD worker side: δ = α(x_i − x̃); x_i ← x_i − δ; δ is pushed for the center to add."""
+    delta = (bufs["params"] - bufs["center"]) * alpha
+    bufs["params"] -= delta
+    bufs["delta"] = delta
+
+
+def leader_pull(bufs: Buffers, buf: str, strength: float) -> None:
+    """Leader SGD: x ← x − λ(x − x̂) = (1 − λ)x + λx̂, pulling toward a leader's copy."""
+    bufs["params"] -= (bufs["params"] - bufs[buf]) * strength
+
+
+def scale(bufs: Buffers, buf: str, factor: float) -> None:
+    bufs[buf] *= factor
+
+
+RULES: dict[str, Callable[..., None]] = {
+    "sgd": sgd,
+    "elastic": elastic,
+    "leader_pull": leader_pull,
+    "scale": scale,
+}
+
+
+def apply_rule(rule: str, bufs: Buffers, **kwargs: Any) -> None:
+    try:
+        fn = RULES[rule]
+    except KeyError:
+        raise KeyError(f"unknown update rule {rule!r}; known: {sorted(RULES)}") from None
+    fn(bufs, **kwargs)
+
+
+def server_apply(x: Any, total: Any, count: int, mode: str, lr: float) -> None:
+    """The server's update for ``count`` pushes whose sum is ``total``.
+
+    ``grad``: an SGD step on the mean gradient (BSP's (1/n)Σg, or one g).
+    ``delta``: add the summed elastic differences to the center (EASGD).
+    """
+    if mode == "grad":
+        x -= total * (lr / count)
+    elif mode == "delta":
+        x += total
+    else:
+        raise ValueError(f"unknown push mode {mode!r}")
