@@ -1,7 +1,10 @@
 """Metrics from a trace: one function for simulated and measured runs alike.
 
 Definitions (all per worker per iteration, averaged over workers and over
-the iterations after warm-up, unless the name says otherwise):
+the steady-state iterations, unless the name says otherwise). Steady state
+is ``warmup <= i < iterations - 1``: the last iteration is left out too,
+because it drains what a pipelined variant would overlap with a next one
+(Layered SGD's last broadcast has no next batch to hide behind).
 
 - ``iteration_time_s``: duration of the worker's ``iteration`` spans.
 - ``compute_time_s`` / ``io_time_s``: time in compute / loading spans
@@ -48,6 +51,7 @@ def compute_metrics(
     n_workers: int,
     batch_size: int,
     warmup: int,
+    iterations: int,
     links: list[dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -66,7 +70,7 @@ def compute_metrics(
     for s in trace.spans:
         if s.args and "staleness" in s.args:
             staleness.extend(s.args["staleness"])
-        if s.iteration < warmup:
+        if not warmup <= s.iteration < iterations - 1:
             continue
         if s.role in counted:
             if s.cat == "iteration":

@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pslab import units
 
 
-def _unit(parser):  # noqa: ANN001, ANN202 - tiny adapter for pydantic
+def _unit(parser):
     def parse(value: Any) -> Any:
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             return parser(value)
@@ -219,8 +219,11 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:
-        if self.run.warmup >= self.run.iterations:
-            raise ValueError("run.warmup must be smaller than run.iterations")
+        if self.run.warmup >= self.run.iterations - 1:
+            raise ValueError(
+                "run.iterations must exceed run.warmup + 1 (warm-up and the last "
+                "iteration are left out of the metrics)"
+            )
         needs_server = self.algorithm.name in (
             AlgorithmName.sync_ps,
             AlgorithmName.async_ps,

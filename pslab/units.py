@@ -58,11 +58,11 @@ def parse_count(value: str | float | int) -> int:
     if isinstance(value, bool):
         raise UnitError("expected a count such as '25.6M'")
     if isinstance(value, int | float):
-        return int(round(value))
+        return round(value)
     m = _SIZE_RE.match(value.strip())
     if not m or m["unit"]:
         raise UnitError(f"expected a count such as '25.6M' or 1000, got {value!r}")
-    return int(round(float(m["num"]) * _scale(m["prefix"])))
+    return round(float(m["num"]) * _scale(m["prefix"]))
 
 
 def parse_size(value: str | float | int) -> int:
@@ -74,7 +74,7 @@ def parse_size(value: str | float | int) -> int:
     m = _SIZE_RE.match(value.strip())
     if not m or m["unit"] == "b":
         raise UnitError(f"expected a size in bytes such as '4MB' or '1MiB', got {value!r}")
-    return int(round(float(m["num"]) * _scale(m["prefix"])))
+    return round(float(m["num"]) * _scale(m["prefix"]))
 
 
 def fmt_time(seconds: float) -> str:

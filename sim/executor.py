@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
 
 from pslab import ops
-from pslab.algorithms.base import REGISTRY, Plan, Role, server_name
+from pslab.algorithms.base import Plan, Role, server_name
 from pslab.metrics import compute_metrics
 from pslab.policies import LeaderBoard, StalenessPolicy
 from pslab.scenario import Scenario
@@ -126,6 +126,7 @@ class SimExecutor:
             self.n_workers,
             self.scenario.workload.batch_size,
             self.scenario.run.warmup,
+            self.scenario.run.iterations,
             links=self.net.link_stats(elapsed) if elapsed > 0 else [],
             extra={
                 "events": self.env.events_processed,
@@ -231,7 +232,9 @@ class SimExecutor:
 
     def _op_update(self, role: Role, op: ops.Update) -> Proc:
         if role.device is None:
-            yield self.net.work(f"cpu:{self.host_of[role.name]}", self.costs.update(self.model_bytes))
+            yield self.net.work(
+                f"cpu:{self.host_of[role.name]}", self.costs.update(self.model_bytes)
+            )
         return None, 0
 
     # ------------------------------------------------------- parameter server
@@ -240,7 +243,9 @@ class SimExecutor:
         src = self.endpoint[role.name]
         sent = [self.net.transfer(src, s.host, s.length * self.bpp) for s in self.shards]
         yield self.env.all_of(sent)
-        yield self.env.all_of([self.env.process(self._serve_push(s, role, op)) for s in self.shards])
+        yield self.env.all_of(
+            [self.env.process(self._serve_push(s, role, op)) for s in self.shards]
+        )
         return None, self.model_bytes
 
     def _serve_push(self, shard: _Shard, role: Role, op: ops.Push) -> Proc:
@@ -295,7 +300,9 @@ class SimExecutor:
         for event in members:
             event.succeed()
 
-    def _run_collective(self, role: Role, kind: str, group: tuple[str, ...], body) -> Proc:  # noqa: ANN001
+    def _run_collective(
+        self, role: Role, kind: str, group: tuple[str, ...], body: Callable[[], Proc]
+    ) -> Proc:
         key = (kind, group)
         n = self.seq[(role.name, key)]
         self.seq[(role.name, key)] = n + 1

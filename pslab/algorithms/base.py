@@ -100,7 +100,7 @@ class Context:
     groups: tuple[tuple[int, ...], ...]
 
     @property
-    def algo(self):  # noqa: ANN201 - the scenario's Algorithm section
+    def algo(self):
         return self.scenario.algorithm
 
     @property

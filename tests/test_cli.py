@@ -1,0 +1,54 @@
+"""The command as a user runs it: real processes, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pslab_cli.main import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pslab_cli.main", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_bad_scenario_exits_2_without_traceback(tmp_path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: b\nworkload: {compute_time: soon}\n")
+    p = run("sim", str(f))
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    assert str(f) in p.stderr
+    assert "workload.compute_time" in p.stderr
+
+
+def test_bad_override_exits_2(capsys) -> None:
+    assert main(["sim", "--set", "topology.nodes"]) == 2
+    assert "key.path=value" in capsys.readouterr().err
+
+
+def test_sim_json_and_outputs(tmp_path, capsys) -> None:
+    assert main(["sim", "--json", "-o", str(tmp_path), "--set", "run.iterations=6"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    for key in (
+        "iteration_time_s",
+        "throughput_samples_per_s",
+        "compute_time_s",
+        "io_time_s",
+        "comm_time_s",
+        "exposed_comm_time_s",
+        "overlap_ratio",
+        "staleness",
+        "links",
+        "events",
+        "wall_time_s",
+    ):
+        assert key in metrics
+    trace = json.loads((tmp_path / "trace.json").read_text())
+    assert trace["otherData"]["source"] == "sim"
+    assert any(e["ph"] == "X" for e in trace["traceEvents"])
+    assert (tmp_path / "scenario.yaml").exists()
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics

@@ -1,0 +1,151 @@
+"""The simulator against closed forms (within 2%), SimPy-style: small runs, exact expectations."""
+
+from __future__ import annotations
+
+import pytest
+
+from pslab.scenario import scenario_from_dict
+from sim.run import simulate
+
+B = 1.25e9  # 10 Gb/s in bytes/s
+LAT = 10e-6
+FAST = "1000TB/s"  # makes server-side update cost negligible
+
+
+def cluster(n: int, algo: dict, **workload) -> dict:
+    return {
+        "name": "t",
+        "topology": {
+            "preset": "cluster",
+            "nodes": n,
+            "gpus_per_node": 0,
+            "inter_link": {"bandwidth": B, "latency": LAT},
+            "servers": 1 if algo["name"] != "allreduce" else 0,
+        },
+        "workload": {
+            "model": {"params": "10M"},
+            "compute_time": 0.01,
+            "io_time": 0.0,
+            "server_update_bandwidth": FAST,
+            **workload,
+        },
+        "algorithm": algo,
+        "run": {"iterations": 5, "warmup": 1},
+    }
+
+
+def spans(result, name: str) -> list:
+    return [s for s in result.trace.spans if s.name == name and s.role.startswith("worker-")]
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_ps_incast_push_and_pull_take_n_m_over_b(n: int) -> None:
+    m = 10e6 * 4
+    result = simulate(scenario_from_dict(cluster(n, {"name": "sync_ps"})))
+    path_latency = 2 * LAT  # host -> switch -> server
+    expected = n * m / B + path_latency
+    for name in ("push", "pull"):
+        durations = [s.dur for s in spans(result, name) if s.iteration >= 1]
+        assert durations, name
+        for d in durations:
+            assert d == pytest.approx(expected, rel=0.02), name
+
+
+def test_sync_ps_iteration_is_compute_plus_push_plus_pull() -> None:
+    n, m = 4, 10e6 * 4
+    metrics = simulate(scenario_from_dict(cluster(n, {"name": "sync_ps"}, io_time=0.005))).metrics
+    expected = 0.01 + 0.005 + 2 * (n * m / B + 2 * LAT)
+    assert metrics["iteration_time_s"] == pytest.approx(expected, rel=0.02)
+    assert metrics["overlap_ratio"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["staleness"]["max"] == 0
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_ring_allreduce_matches_closed_form(n: int) -> None:
+    m = 10e6 * 4
+    result = simulate(scenario_from_dict(cluster(n, {"name": "allreduce"})))
+    hop = 2 * LAT  # neighbours talk through the switch
+    expected = 2 * (n - 1) / n * m / B + 2 * (n - 1) * hop
+    for s in spans(result, "allreduce"):
+        if s.iteration >= 1:
+            assert s.dur == pytest.approx(expected, rel=0.02)
+    # nccl-tests' bus bandwidth of a ring all-reduce equals the link bandwidth (minus latency)
+    algbw = m / expected
+    busbw = algbw * 2 * (n - 1) / n
+    assert busbw == pytest.approx(B, rel=0.02)
+
+
+def layered(io_time: float) -> dict:
+    return {
+        "name": "lsgd",
+        "topology": {
+            "preset": "cluster",
+            "nodes": 4,
+            "gpus_per_node": 4,
+            "intra_link": {"bandwidth": "300GB/s", "latency": "2us"},
+            "inter_link": {"bandwidth": "10Gb/s", "latency": "10us"},
+            "servers": 0,
+        },
+        "workload": {
+            "model": {"params": "10M"},
+            "compute_time": 0.05,
+            "io_time": io_time,
+        },
+        "algorithm": {"name": "layered_sgd"},
+        "run": {"iterations": 8, "warmup": 2},
+    }
+
+
+def test_layered_sgd_hides_allreduce_behind_io_when_io_is_longer() -> None:
+    # inter-communicator ring all-reduce of 40 MB over 10 Gb/s among 4: 2·3/4·40e6/1.25e9 = 48 ms
+    hidden = simulate(scenario_from_dict(layered(io_time=0.1))).metrics
+    assert hidden["comm_time_s"] > 0.048
+    assert hidden["exposed_comm_time_s"] < 0.2 * hidden["comm_time_s"]
+    assert hidden["overlap_ratio"] > 0.8
+    # a worker's iteration is load + compute + the non-hidden intra-node reduce/broadcast
+    intra = hidden["exposed_comm_time_s"]
+    assert hidden["iteration_time_s"] == pytest.approx(0.1 + 0.05 + intra, rel=0.02)
+
+
+def test_layered_sgd_exposes_allreduce_when_io_is_short() -> None:
+    exposed = simulate(scenario_from_dict(layered(io_time=0.0))).metrics
+    assert exposed["overlap_ratio"] < 0.15
+    assert exposed["exposed_comm_time_s"] > 0.048
+
+
+def async_run(n: int, cv: float) -> dict:
+    compute = {"dist": "lognormal", "mean": 0.05, "cv": cv} if cv else 0.05
+    data = cluster(n, {"name": "async_ps"}, compute_time=compute)
+    data["workload"]["model"] = {"params": "100k"}
+    data["run"] = {"iterations": 60, "warmup": 10, "seed": 3}
+    return simulate(scenario_from_dict(data)).metrics
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_async_staleness_lockstep_is_uniform_over_0_to_n_minus_1(n: int) -> None:
+    st = async_run(n, cv=0.0)["staleness"]
+    assert st["mean"] == pytest.approx((n - 1) / 2, rel=0.05)
+    assert st["max"] == n - 1
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_async_staleness_with_jitter_is_n_minus_1(n: int) -> None:
+    st = async_run(n, cv=0.2)["staleness"]
+    assert st["mean"] == pytest.approx(n - 1, rel=0.1)
+
+
+def test_ssp_bound_limits_how_far_a_worker_runs_ahead() -> None:
+    data = cluster(4, {"name": "ssp", "staleness_bound": 1})
+    data["workload"]["compute_time"] = {"dist": "lognormal", "mean": 0.05, "cv": 0.5}
+    data["run"] = {"iterations": 30, "warmup": 2}
+    result = simulate(scenario_from_dict(data))
+    # at every instant, the iterations workers have started differ by at most bound + 1
+    starts = sorted(
+        (s.start, int(s.role.split("-")[1]), s.iteration)
+        for s in result.trace.spans
+        if s.cat == "iteration"
+    )
+    current = [0] * 4
+    for _, w, it in starts:
+        current[w] = it
+        assert max(current) - min(current) <= 2
