@@ -193,9 +193,10 @@ class Leaders:
 
 @dataclass(frozen=True)
 class Publish(Op):
-    """Store ``buf`` in the registry under ``key`` (a leader's parameters). Result: None."""
+    """Store ``buf`` in the registry under ``key`` as of ``round``. Result: None."""
 
     key: str = ""
+    round: int = 0
     buf: str = "params"
     name: str = field(default="publish", init=False)
     cat: Cat = field(default=Cat.comm, init=False)
@@ -203,20 +204,17 @@ class Publish(Op):
 
 @dataclass(frozen=True)
 class Fetch(Op):
-    """Read the registry's ``key`` into ``buf``, waiting until it was published. Result: None."""
+    """Read the registry's ``key`` into ``buf`` once published at ``round`` or later.
+
+    ``wait=False`` takes whatever copy is there and never blocks (asynchronous
+    variants). Result: True if a copy was read, False if none was published.
+    """
 
     key: str = ""
+    round: int = 0
+    wait: bool = True
     buf: str = "leader"
     name: str = field(default="fetch", init=False)
-    cat: Cat = field(default=Cat.comm, init=False)
-
-
-@dataclass(frozen=True)
-class Barrier(Op):
-    """Wait until every member of ``group`` reached this barrier. Result: None."""
-
-    group: tuple[str, ...] = ()
-    name: str = field(default="barrier", init=False)
     cat: Cat = field(default=Cat.comm, init=False)
 
 
@@ -236,6 +234,3 @@ class Wait(Op):
     handles: tuple[Any, ...] = ()
     name: str = field(default="wait", init=False)
     cat: Cat = field(default=Cat.comm, init=False)
-
-
-COLLECTIVES = (AllReduce, Reduce, Broadcast, Barrier)

@@ -59,10 +59,13 @@ def worker(ctx: Context) -> Program:
         if (i + 1) % tau_global == 0:
             scopes.append(("global", leaders.global_, "global", algo.lambda_global))
         for scope, leader, key, strength in scopes:
-            versioned = f"{key}/{rnd}" if sync else key
             if leader == me:
-                yield ops.Publish(i, key=versioned, buf="params")
-            elif (yield ops.Fetch(i, key=versioned, buf=f"leader_{scope}")) is not False:
+                yield ops.Publish(i, key=key, round=rnd, buf="params")
+                continue
+            fetch = ops.Fetch(
+                i, key=key, round=rnd if sync else 0, wait=sync, buf=f"leader_{scope}"
+            )
+            if (yield fetch):
                 yield _pull(i, f"leader_{scope}", strength)
 
     yield from with_batches(ctx, step)
