@@ -9,28 +9,57 @@ host's cores, collectives decomposed into the flows they make.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import defaultdict
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL, PENDING
 
 from pslab import ops
 from pslab.algorithms.base import Plan, Role, server_name
+from pslab.distributions import role_rng
 from pslab.metrics import compute_metrics
 from pslab.policies import LeaderBoard, StalenessPolicy
 from pslab.scenario import Scenario
 from pslab.shards import shard_ranges
-from pslab.trace import SpanRecord, Trace
-from sim.costs import Costs, role_rng
+from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
+from sim.costs import Costs
 from sim.network import FlowNetwork
 from sim.topology import Cluster
 
-SMALL_MESSAGE = 64  # bytes of a control message (loss report, barrier)
+SMALL_MESSAGE = 64  # bytes of a control message (a loss report)
 
 Proc = Generator[simpy.Event, Any, Any]
+# What a collective call is of: "allreduce", or ("reduce", root) for rooted ones.
+Kind = str | tuple[str, str]
+# An op type's handler, span name and span category.
+_OpKind = tuple[Callable[[Any, Any], Proc], str, str]
+# Collective bodies start their work and succeed the event they are given when it ends.
+Body = Callable[[simpy.Event], None]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the simulation runs.
+
+    A run allocates millions of short-lived, acyclic objects (events, flows,
+    trace spans) that reference counting frees; the trace keeps growing, so
+    the collector's full passes walk ever more live objects and find almost
+    nothing: on scale_1024.yaml they were a third of the wall time. The
+    few cycles a run makes are collected once the collector is back on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class CountingEnvironment(simpy.Environment):
@@ -41,8 +70,8 @@ class CountingEnvironment(simpy.Environment):
         self.events_processed = 0
 
     def step(self) -> None:
+        super().step()  # raises EmptySchedule once nothing is left: that is no event
         self.events_processed += 1
-        super().step()
 
 
 @dataclass
@@ -53,13 +82,22 @@ class _Shard:
     length: int
     policy: StalenessPolicy
     waiters: list[tuple[int, simpy.Event]] = field(default_factory=list)
+    # True while a closed round's mean is being applied: the policy's version
+    # has moved on, the parameters have not yet, so pulls wait (the gRPC
+    # server does both under one lock, so no pull sees the gap there).
+    applying: bool = False
 
 
 @dataclass
 class _Rendezvous:
-    """Members of one collective call, gathered until all arrived."""
+    """One collective call, gathered until all members arrived.
 
-    arrived: dict[str, simpy.Event] = field(default_factory=dict)
+    Every member waits on the same ``done`` event, so a call costs one event
+    for its members however many there are.
+    """
+
+    done: simpy.Event
+    arrived: int = 0
 
 
 @dataclass
@@ -100,9 +138,16 @@ class SimExecutor:
                 )
         self.registry_host = cluster.servers[0] if cluster.servers else cluster.node_hosts[0]
         self.board = LeaderBoard([list(g) for g in plan.registry.groups]) if plan.registry else None
-        self.published: dict[str, simpy.Event] = {}
+        self.latest_round: dict[str, int] = {}
+        self.fetchers: dict[str, list[tuple[int, simpy.Event]]] = {}
         self.rendezvous: dict[tuple, _Rendezvous] = {}
         self.seq: dict[tuple, int] = defaultdict(int)
+        # Groups are keyed by a small id, not by the tuple: hashing a 1,024-name
+        # tuple on every arrival made a ring all-reduce quadratic in its size.
+        self._group_ids: dict[tuple[str, ...], int] = {}
+        self._last_group: dict[tuple[str, Kind], tuple[tuple[str, ...], int]] = {}
+        self._latency: dict[tuple[str, str], float] = {}
+        self._kinds: dict[type, _OpKind] = {}
         self.endpoint: dict[str, str] = {}
         self.host_of: dict[str, str] = {}
         for r in plan.workers:
@@ -110,6 +155,12 @@ class SimExecutor:
             self.host_of[r.name] = cluster.worker_host[r.rank]
         for r in plan.comms:
             self.endpoint[r.name] = self.host_of[r.name] = cluster.node_hosts[r.node]
+        self.device = {
+            r.name: f"gpu:{self.endpoint[r.name]}"
+            if r.device is not None
+            else f"cpu:{self.host_of[r.name]}"
+            for r in plan.roles
+        }
         self.rngs = {r.name: role_rng(scenario.run.seed, r.name) for r in plan.roles}
 
     # ----------------------------------------------------------------- running
@@ -118,7 +169,8 @@ class SimExecutor:
         wall0 = time.perf_counter()
         for role in self.plan.roles:
             self.env.process(self._drive(role))
-        self.env.run()
+        with _gc_paused():
+            self.env.run()
         wall = time.perf_counter() - wall0
         elapsed = self.env.now
         metrics = compute_metrics(
@@ -139,22 +191,38 @@ class SimExecutor:
 
     def _drive(self, role: Role) -> Proc:
         program = role.program()
+        marks = IterationMarks(self.trace, role.name, self.host_of[role.name])
+        env, add, host = self.env, self.trace.add, self.host_of.get(role.name, role.name)
         result: Any = None
-        it_start: tuple[int, float] | None = None
         while True:
             try:
                 op = program.send(result)
             except StopIteration:
                 break
             if isinstance(op, ops.Iteration):
-                if it_start is not None:
-                    self._span(role.name, "iteration", "iteration", it_start[1], it_start[0])
-                it_start = (op.iteration, self.env.now)
+                marks.mark(op.iteration, self.env.now)
                 result = None
-                continue
-            result = yield from self._timed(role, op, blocking=True)
-        if it_start is not None:
-            self._span(role.name, "iteration", "iteration", it_start[1], it_start[0])
+            elif isinstance(op, ops.Start | ops.Wait):
+                result = yield from self._timed(role, op, blocking=True)
+            else:  # _timed inlined: one generator frame less on every resume of every op
+                handler, name, cat = self._kind(op)
+                start = env.now
+                result, nbytes = yield from handler(role, op)
+                add(
+                    SpanRecord(
+                        role.name,
+                        host,
+                        name,
+                        cat,
+                        start,
+                        env.now,
+                        op.iteration,
+                        nbytes,
+                        True,
+                        getattr(op, "on_behalf", ()),
+                    )
+                )
+        marks.close(self.env.now)
 
     def _span(
         self,
@@ -193,16 +261,15 @@ class SimExecutor:
             return (proc, op.op.cat.value)
         if isinstance(op, ops.Wait):
             results = yield self.env.all_of([h[0] for h in op.handles])
-            cats = {h[1] for h in op.handles}
-            cat = "io" if cats == {"io"} else "comm"
+            cat = wait_category({h[1] for h in op.handles})
             self._span(role.name, "wait", cat, start, op.iteration)
             return [results[h[0]] for h in op.handles]
-        handler = getattr(self, f"_op_{op.name}")
+        handler, name, cat = self._kind(op)
         result, nbytes = yield from handler(role, op)
         self._span(
             role.name,
-            op.name,
-            op.cat.value,
+            name,
+            cat,
             start,
             op.iteration,
             nbytes,
@@ -211,12 +278,17 @@ class SimExecutor:
         )
         return result
 
+    def _kind(self, op: ops.Op) -> _OpKind:
+        """An op type's ``_op_<name>`` method, name and category, looked up once per type."""
+        kind = self._kinds.get(type(op))
+        if kind is None:
+            kind = self._kinds[type(op)] = (getattr(self, f"_op_{op.name}"), op.name, op.cat.value)
+        return kind
+
     # ----------------------------------------------------------- local work
 
     def _device_work(self, role: Role, seconds: float) -> simpy.Event:
-        if role.device is not None:
-            return self.net.work(f"gpu:{self.endpoint[role.name]}", seconds)
-        return self.net.work(f"cpu:{self.host_of[role.name]}", seconds)
+        return self.net.work(self.device[role.name], seconds)
 
     def _op_load(self, role: Role, op: ops.Load) -> Proc:
         yield self.env.timeout(self.costs.io(self.rngs[role.name]))
@@ -241,6 +313,11 @@ class SimExecutor:
 
     def _op_push(self, role: Role, op: ops.Push) -> Proc:
         src = self.endpoint[role.name]
+        if len(self.shards) == 1:  # the common case, without helper processes and conditions
+            (shard,) = self.shards
+            yield self.net.transfer(src, shard.host, shard.length * self.bpp)
+            yield from self._serve_push(shard, role, op)
+            return None, self.model_bytes
         sent = [self.net.transfer(src, s.host, s.length * self.bpp) for s in self.shards]
         yield self.env.all_of(sent)
         yield self.env.all_of(
@@ -256,7 +333,9 @@ class SimExecutor:
         if applied is None:
             return
         if shard.policy.aggregate:  # the round's mean is applied once all pushes are in
+            shard.applying = True
             yield self.net.work(f"cpu:{shard.host}", self.costs.update(nbytes))
+            shard.applying = False
         self._span(
             server_name(shard.index),
             "apply",
@@ -281,13 +360,12 @@ class SimExecutor:
     def _op_pull(self, role: Role, op: ops.Pull) -> Proc:
         dst = self.endpoint[role.name]
         for s in self.shards:
-            if not s.policy.may_pull(role.rank):
+            if s.applying or not s.policy.may_pull(role.rank):
                 gate = self.env.event()
                 s.waiters.append((role.rank, gate))
                 yield gate
-        yield self.env.all_of(
-            [self.net.transfer(s.host, dst, s.length * self.bpp) for s in self.shards]
-        )
+        pulls = [self.net.transfer(s.host, dst, s.length * self.bpp) for s in self.shards]
+        yield pulls[0] if len(pulls) == 1 else self.env.all_of(pulls)
         return min(s.policy.version for s in self.shards), self.model_bytes
 
     # ------------------------------------------------------------ collectives
@@ -295,51 +373,112 @@ class SimExecutor:
     def _span_bytes(self, span: ops.Span) -> int:
         return self.model_bytes if span is None else (span[1] - span[0]) * self.bpp
 
-    def _finish_after(self, work: Proc, members: list[simpy.Event]) -> Proc:
-        yield from work
-        for event in members:
-            event.succeed()
+    def _succeed_in(self, event: simpy.Event, delay: float) -> None:
+        """Succeed ``event`` ``delay`` seconds from now, as a Timeout would: one event, not two."""
+        if event._value is not PENDING:
+            raise RuntimeError(f"{event} has already been triggered")
+        event._ok = True
+        event._value = None
+        self.env.schedule(event, NORMAL, delay)
 
-    def _run_collective(
-        self, role: Role, kind: str, group: tuple[str, ...], body: Callable[[], Proc]
-    ) -> Proc:
-        key = (kind, group)
-        n = self.seq[(role.name, key)]
-        self.seq[(role.name, key)] = n + 1
-        rkey = (*key, n)
-        rv = self.rendezvous.setdefault(rkey, _Rendezvous())
-        done = self.env.event()
-        rv.arrived[role.name] = done
-        if len(rv.arrived) == len(group):
-            del self.rendezvous[rkey]
-            self.env.process(self._finish_after(body(), list(rv.arrived.values())))
-        yield done
+    @staticmethod
+    def _when_all(events: list[simpy.Event], then: Callable[[], Any]) -> None:
+        """Call ``then`` once every one of ``events`` (all fresh) has been processed.
 
-    def _ring(self, members: list[str], nbytes: int, factor: float) -> Proc:
+        A countdown on the events' callbacks: what ``env.all_of`` does, without
+        the Condition's own event and bookkeeping, for waits nobody yields on.
+        """
+        left = len(events)
+        if left == 0:
+            then()
+            return
+
+        def one(_event: simpy.Event) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                then()
+
+        for event in events:
+            event.callbacks.append(one)
+
+    def _group_id(self, role: str, kind: Kind, group: tuple[str, ...]) -> int:
+        """A small int naming a group's value, remembered per (role, kind) by identity.
+
+        Programs mostly pass the same tuple object to every call of one kind,
+        so the by-value lookup (hashing and comparing every name) runs once,
+        not on every call. Only the last tuple per (role, kind) is held, so a
+        program that builds a fresh tuple per call keeps no more alive than
+        its calls in flight already do.
+        """
+        entry = self._last_group.get((role, kind))
+        if entry is None or entry[0] is not group:
+            gid = self._group_ids.setdefault(group, len(self._group_ids))
+            entry = self._last_group[role, kind] = (group, gid)
+        return entry[1]
+
+    def _collective(
+        self, role: Role, kind: Kind, group: tuple[str, ...], body: Body
+    ) -> simpy.Event:
+        """Join this role's next call of (kind, group); the last to arrive starts ``body``.
+
+        Calls are matched by their sequence number per role, so members meet
+        in the n-th call whatever order they arrive in. Returns the event that
+        succeeds, for every member at once, when ``body`` says the work is done.
+        """
+        gid = self._group_id(role.name, kind, group)
+        mine = (role.name, kind, gid)
+        n = self.seq[mine]
+        self.seq[mine] = n + 1
+        key = (kind, gid, n)
+        rv = self.rendezvous.get(key)
+        if rv is None:
+            rv = self.rendezvous[key] = _Rendezvous(self.env.event())
+        rv.arrived += 1
+        if rv.arrived == len(group):
+            del self.rendezvous[key]
+            body(rv.done)
+        return rv.done
+
+    def _hop(self, a: str, b: str) -> float:
+        """Path latency from ``a`` to ``b`` (cached: rings ask for every pair every call)."""
+        latency = self._latency.get((a, b))
+        if latency is None:
+            latency = self._latency[a, b] = self.cluster.path_latency(a, b)
+        return latency
+
+    def _ring(self, members: list[str], nbytes: int, factor: float, done: simpy.Event) -> None:
         """A ring collective: every member sends ``factor``·nbytes to its successor at once.
 
         ``factor`` is 2(n−1)/n for all-reduce; the ring's 2(n−1) steps each
         pay one neighbour latency, of which the flows already carry one.
+        Succeeds ``done`` when the ring ends.
         """
         n = len(members)
         if n < 2 or nbytes == 0:
+            done.succeed()
             return
         size = factor * nbytes
         pairs = [(members[j], members[(j + 1) % n]) for j in range(n)]
-        yield self.env.all_of([self.net.transfer(a, b, size) for a, b in pairs])
+        sends = [self.net.transfer(a, b, size) for a, b in pairs]
         steps = round(factor * n)
-        hop = max(self.cluster.path_latency(a, b) for a, b in pairs)
-        if steps > 1:
-            yield self.env.timeout((steps - 1) * hop)
+        tail = (steps - 1) * max(self._hop(a, b) for a, b in pairs) if steps > 1 else 0.0
+        self._when_all(sends, lambda: self._succeed_in(done, tail))
 
-    def _allreduce_body(self, group: tuple[str, ...], nbytes: int) -> Proc:
+    def _ring_event(self, members: list[str], nbytes: int, factor: float) -> simpy.Event:
+        done = self.env.event()
+        self._ring(members, nbytes, factor, done)
+        return done
+
+    def _allreduce_body(self, group: tuple[str, ...], nbytes: int, done: simpy.Event) -> None:
         n = len(group)
         if self.scenario.algorithm.allreduce_algo == "hierarchical" and all(
             g.startswith("worker-") for g in group
         ):
-            yield from self._hierarchical(group, nbytes)
+            proc = self.env.process(self._hierarchical(group, nbytes))
+            proc.callbacks.append(lambda _event: done.succeed())
             return
-        yield from self._ring([self.endpoint[g] for g in group], nbytes, 2 * (n - 1) / n)
+        self._ring([self.endpoint[g] for g in group], nbytes, 2 * (n - 1) / n, done)
 
     def _hierarchical(self, group: tuple[str, ...], nbytes: int) -> Proc:
         """Reduce-scatter inside each node, ring all-reduce across nodes, all-gather inside."""
@@ -352,24 +491,24 @@ class SimExecutor:
 
         def intra() -> Proc:
             yield self.env.all_of(
-                [self.env.process(self._ring(m, nbytes, (len(m) - 1) / len(m))) for m in local]
+                [self._ring_event(m, nbytes, (len(m) - 1) / len(m)) for m in local]
             )
 
         yield from intra()
         rings = [[m[j] for m in local if j < len(m)] for j in range(g_size)]
         nodes = len(local)
         yield self.env.all_of(
-            [
-                self.env.process(self._ring(r, nbytes // g_size, 2 * (nodes - 1) / nodes))
-                for r in rings
-            ]
+            [self._ring_event(r, nbytes // g_size, 2 * (nodes - 1) / nodes) for r in rings]
         )
         yield from intra()
 
     def _op_allreduce(self, role: Role, op: ops.AllReduce) -> Proc:
         nbytes = self._span_bytes(op.span)
-        yield from self._run_collective(
-            role, "allreduce", op.group, lambda: self._allreduce_body(op.group, nbytes)
+        yield self._collective(
+            role,
+            "allreduce",
+            op.group,
+            lambda done: self._allreduce_body(op.group, nbytes, done),
         )
         return None, nbytes
 
@@ -377,33 +516,31 @@ class SimExecutor:
         nbytes = self._span_bytes(op.span)
         root = self.endpoint[op.root]
 
-        def body() -> Proc:
-            sends = [self.net.transfer(self.endpoint[m], root, nbytes) for m in op.group]
-            yield self.env.all_of(sends)
+        def body(done: simpy.Event) -> None:
+            sends = [
+                self.net.transfer(src, root, nbytes)
+                for src in map(self.endpoint.__getitem__, op.group)
+                if src != root  # the root's own share stays put: no time, no event
+            ]
+            self._when_all(sends, done.succeed)
 
-        yield from self._run_collective(role, f"reduce:{op.root}", op.group, body)
+        yield self._collective(role, ("reduce", op.root), op.group, body)
         return None, nbytes
 
     def _op_broadcast(self, role: Role, op: ops.Broadcast) -> Proc:
         nbytes = self._span_bytes(op.span)
         root = self.endpoint[op.root]
 
-        def body() -> Proc:
-            sends = [self.net.transfer(root, self.endpoint[m], nbytes) for m in op.group]
-            yield self.env.all_of(sends)
+        def body(done: simpy.Event) -> None:
+            sends = [
+                self.net.transfer(root, dst, nbytes)
+                for dst in map(self.endpoint.__getitem__, op.group)
+                if dst != root
+            ]
+            self._when_all(sends, done.succeed)
 
-        yield from self._run_collective(role, f"broadcast:{op.root}", op.group, body)
+        yield self._collective(role, ("broadcast", op.root), op.group, body)
         return None, nbytes
-
-    def _op_barrier(self, role: Role, op: ops.Barrier) -> Proc:
-        first = self.endpoint[op.group[0]]
-
-        def body() -> Proc:
-            hop = max(self.cluster.path_latency(self.endpoint[m], first) for m in op.group)
-            yield self.env.timeout(2 * hop)
-
-        yield from self._run_collective(role, "barrier", op.group, body)
-        return None, 0
 
     # --------------------------------------------------------- leader registry
 
@@ -414,28 +551,28 @@ class SimExecutor:
         self.board.report(role.rank, op.loss)
         if self.plan.registry.sync:
             everyone = tuple(w.name for w in self.plan.workers)
-            yield from self._run_collective(role, "report", everyone, lambda: iter(()))
+            yield self._collective(role, "report", everyone, lambda done: done.succeed())
         yield self.net.transfer(self.registry_host, src, SMALL_MESSAGE)
         local, global_ = self.board.leaders(role.rank)
         return ops.Leaders(f"worker-{local}", f"worker-{global_}"), SMALL_MESSAGE
 
-    def _published(self, key: str) -> simpy.Event:
-        if key not in self.published:
-            self.published[key] = self.env.event()
-        return self.published[key]
-
     def _op_publish(self, role: Role, op: ops.Publish) -> Proc:
         yield self.net.transfer(self.endpoint[role.name], self.registry_host, self.model_bytes)
-        event = self._published(op.key)
-        if not event.triggered:
-            event.succeed()
+        self.latest_round[op.key] = max(self.latest_round.get(op.key, -1), op.round)
+        waiting = self.fetchers.pop(op.key, [])
+        for min_round, event in waiting:
+            if op.round >= min_round:
+                event.succeed()
+            else:
+                self.fetchers.setdefault(op.key, []).append((min_round, event))
         return None, self.model_bytes
 
     def _op_fetch(self, role: Role, op: ops.Fetch) -> Proc:
-        event = self._published(op.key)
-        if not event.triggered:
-            if not self.plan.registry or not self.plan.registry.sync:
-                return False, 0  # asynchronous: nothing published yet, go on
+        if self.latest_round.get(op.key, -1) < op.round:
+            if not op.wait:
+                return False, 0
+            event = self.env.event()
+            self.fetchers.setdefault(op.key, []).append((op.round, event))
             yield event
         yield self.net.transfer(self.registry_host, self.endpoint[role.name], self.model_bytes)
         return True, self.model_bytes

@@ -380,6 +380,17 @@ class FlowNetwork:
         if not slots:
             return False
         now = self.env.now
+        if len(slots) == 1:
+            # A lone job (a GPU's compute, most often) gets min(its cap, capacity):
+            # the same arithmetic in Python floats, without a dozen numpy calls.
+            (job,) = slots
+            left = float(self._rem0[job]) - float(self._rate[job]) * (now - float(self._t0[job]))
+            rate = min(float(self._max_rate[job]), float(self._cap[resource]))
+            self._rem0[job] = left
+            self._t0[job] = now
+            self._rate[job] = rate
+            self._finish[job] = now + left / rate
+            return True
         jobs = np.fromiter(slots, dtype=np.intp, count=len(slots))
         self._rem0[jobs] = self._left(jobs, now)
         self._t0[jobs] = now

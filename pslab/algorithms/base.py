@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Any
 
 from pslab import ops
@@ -23,6 +24,12 @@ Program = Generator[ops.Op, Any, None]
 
 def worker_name(rank: int) -> str:
     return f"worker-{rank}"
+
+
+@lru_cache(maxsize=8)
+def worker_names(n: int) -> tuple[str, ...]:
+    """All workers' names; one shared tuple per run size (1,024 contexts ask for it)."""
+    return tuple(worker_name(r) for r in range(n))
 
 
 def comm_name(group: int) -> str:
@@ -109,9 +116,9 @@ class Context:
 
     @property
     def all_workers(self) -> tuple[str, ...]:
-        return tuple(worker_name(r) for r in range(self.n_workers))
+        return worker_names(self.n_workers)
 
-    @property
+    @cached_property
     def group_workers(self) -> tuple[str, ...]:
         return tuple(worker_name(r) for r in self.groups[self.group])
 

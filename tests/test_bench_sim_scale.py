@@ -1,0 +1,94 @@
+"""benchmarks/sim_scale.py on a tiny grid: its JSON line has every figure, and they make sense.
+
+Only structure and signs are checked, never times: those depend on the machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import simpy
+
+from sim.executor import CountingEnvironment
+
+
+def _load(root: Path) -> ModuleType:
+    """Import the benchmark by path: benchmarks/ is not a package."""
+    path = root / "benchmarks" / "sim_scale.py"
+    spec = importlib.util.spec_from_file_location("sim_scale", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_grid_prints_one_json_line_with_every_figure(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = _load(root)
+    returned = bench.main(["--workers", "4,16", "--iterations", "10", "--bare-timeouts", "50"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    report = json.loads(last)
+    assert report == json.loads(json.dumps(returned))
+
+    cases = report["cases"]
+    assert [(c["algo"], c["workers"]) for c in cases] == [
+        ("sync_ps", 4),
+        ("sync_ps", 16),
+        ("allreduce", 4),
+        ("allreduce", 16),
+    ]
+    for c in cases:
+        assert c["iterations"] == 10
+        assert c["events"] > 0 and c["wall_s"] > 0 and c["simulated_time_s"] > 0
+        assert c["events_per_s"] > 0 and c["bare_simpy_events_per_s"] > 0
+        assert c["events_per_s"] == pytest.approx(c["events"] / c["wall_s"])
+        assert c["ratio_to_bare"] == pytest.approx(c["events_per_s"] / c["bare_simpy_events_per_s"])
+        assert c["wall_per_worker_iteration_us"] == pytest.approx(
+            c["wall_s"] / (c["workers"] * 10) * 1e6
+        )
+    # more workers, more events: the simulator does work per worker, not per run
+    assert cases[1]["events"] > cases[0]["events"] and cases[3]["events"] > cases[2]["events"]
+    assert report["bare_simpy_events_per_s"] > 0
+    assert set(report["loglog_slope"]) == {"sync_ps", "allreduce"}
+    assert all(isinstance(s, float) for s in report["loglog_slope"].values())
+    assert report["wall_1024_sync_ps_s"] is None  # 1,024 workers were not in this grid
+
+
+def test_bare_simpy_event_count_is_what_simpy_processes(root: Path) -> None:
+    """The bare loop's analytic event count matches a counting environment's."""
+    bench = _load(root)
+    rate, events = bench.bare_simpy_rate(processes=7, timeouts=11)
+    assert rate > 0 and events == 7 * (11 + 2)
+
+    env = CountingEnvironment()
+
+    def proc() -> simpy.events.ProcessGenerator:
+        for _ in range(11):
+            yield env.timeout(1.0)
+
+    for _ in range(7):
+        env.process(proc())
+    env.run()
+    assert env.events_processed == events
+
+
+def test_loglog_slope_reads_linear_and_quadratic(root: Path) -> None:
+    bench = _load(root)
+    sizes = [10.0, 100.0, 1000.0]
+    assert bench.loglog_slope(sizes, [2 * s for s in sizes]) == pytest.approx(1.0)
+    assert bench.loglog_slope(sizes, [s * s for s in sizes]) == pytest.approx(2.0)
+    assert bench.loglog_slope([10.0], [1.0]) is None
+
+
+def test_scenarios_follow_scale_1024(root: Path) -> None:
+    bench = _load(root)
+    ps = bench.scenario_for("sync_ps", 1024, 100)
+    assert ps.topology.n_workers == 1024 and ps.topology.servers == 1
+    assert ps.run.iterations == 100 and ps.run.warmup == 5
+    ring = bench.scenario_for("allreduce", 8, 3)
+    assert ring.topology.servers == 0 and ring.run.warmup == 1
