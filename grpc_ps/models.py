@@ -65,7 +65,9 @@ class FlatModel:
         return float(loss.detach())
 
     @torch.no_grad()
-    def evaluate(self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    def evaluate(
+        self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[float, float]:
         """(loss, accuracy) of ``params`` on a data set, leaving the model's own params alone."""
         saved = self.params.clone()
         self.params.copy_(params)
@@ -74,3 +76,15 @@ class FlatModel:
         acc = float((logits.argmax(1) == y).float().mean())
         self.params.copy_(saved)
         return loss, acc
+
+
+def initial_params(model: str, n_params: int, seed: int) -> torch.Tensor:
+    """Every process's starting point, derived from the seed alone (servers and workers agree).
+
+    A synthetic model is small noise of the workload's size; a real one is
+    the module's own seeded initialisation.
+    """
+    if model == "synthetic":
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn(n_params, generator=gen) * 0.01
+    return FlatModel(model, seed, torch.device("cpu")).params

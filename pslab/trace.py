@@ -171,3 +171,33 @@ def load_spans(chrome: dict) -> Trace:
             )
         )
     return trace
+
+
+class IterationMarks:
+    """Turns a role's :class:`pslab.ops.Iteration` ops into ``iteration`` spans.
+
+    Both executors feed it the same way, so an iteration means the same
+    stretch of a lane in a simulated and a measured trace: from one mark to
+    the next, the last one closed when the program ends.
+    """
+
+    def __init__(self, trace: Trace, role: str, host: str) -> None:
+        self.trace, self.role, self.host = trace, role, host
+        self._open: tuple[int, float] | None = None
+
+    def mark(self, iteration: int, now: float) -> None:
+        self.close(now)
+        self._open = (iteration, now)
+
+    def close(self, now: float) -> None:
+        if self._open is not None:
+            it, start = self._open
+            self.trace.add(
+                SpanRecord(self.role, self.host, "iteration", "iteration", start, now, it)
+            )
+            self._open = None
+
+
+def wait_category(cats: set[str]) -> str:
+    """A Wait on background loads is I/O; on anything else, communication."""
+    return "io" if cats == {"io"} else "comm"

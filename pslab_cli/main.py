@@ -74,6 +74,47 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_launch(scenario: Scenario, out_dir: Path | None) -> dict[str, Any]:
+    """Emulate with a progress bar over all workers' iterations; LaunchError → UsageError."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from grpc_ps.launch import LaunchError, launch
+
+    total = scenario.topology.n_workers * scenario.run.iterations
+    reached: dict[int, int] = {}
+    with Progress(
+        TextColumn("[bold]emulating[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} worker-iterations"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(scenario.name, total=total)
+
+        def progress(rank: int, iteration: int) -> None:
+            reached[rank] = iteration
+            bar.update(task, completed=sum(i + 1 for i in reached.values()))
+
+        try:
+            result = launch(scenario, out_dir, on_progress=progress)
+        except LaunchError as e:
+            raise UsageError(f"emulation failed: {e}") from None
+    return result.metrics
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    scenario, _ = _load(args)
+    metrics = run_launch(scenario, Path(args.out) if args.out else None)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        out.print(summary_table(f"measured: {scenario.name}", metrics))
+        if args.out:
+            out.print(f"wrote {args.out}/metrics.json and {args.out}/trace.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pslab", description="Simulate and emulate parameter-server SGD variants."
@@ -95,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", help="write metrics.json and trace.json here")
     p.add_argument("--json", action="store_true", help="print the metrics JSON on stdout")
     p.set_defaults(fn=cmd_sim)
+
+    p = sub.add_parser("launch", help="emulate a scenario: real processes, gRPC, torch")
+    scenario_args(p)
+    p.add_argument("-o", "--out", help="write metrics.json and trace.json here")
+    p.add_argument("--json", action="store_true", help="print the metrics JSON on stdout")
+    p.set_defaults(fn=cmd_launch)
     return parser
 
 

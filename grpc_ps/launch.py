@@ -1,0 +1,292 @@
+"""``pslab launch``: every process of a scenario on this machine, watched, collected, cleaned up.
+
+Servers (and the leader registry, and Layered SGD's communicators) start
+first and announce their ports; then the workers start. The launcher reads
+the workers' progress lines, notices a role that dies, and always ends every
+process it started. A dead worker ends a synchronous run (naming the
+worker); an asynchronous one carries on without it, as Downpour would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from grpc_ps import roles
+from grpc_ps.client import PSClient
+from grpc_ps.data import load
+from grpc_ps.endpoints import Endpoints
+from grpc_ps.models import FlatModel
+from pslab.algorithms import build_plan
+from pslab.algorithms.base import REGISTRY, Plan, server_name
+from pslab.metrics import compute_metrics
+from pslab.results import write_results
+from pslab.scenario import AlgorithmName, Scenario, ScenarioError, dump_scenario
+from pslab.trace import Trace, write_json_atomic
+
+ASYNC = {AlgorithmName.async_ps, AlgorithmName.ssp}
+STARTUP_TIMEOUT_S = 120.0
+
+
+class LaunchError(Exception):
+    """A run that failed; the message names the role and what it said."""
+
+
+@dataclass
+class _Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+    done_reported: bool = False
+
+
+@dataclass
+class LaunchResult:
+    metrics: dict[str, Any]
+    trace: Trace
+
+
+@dataclass
+class _Progress:
+    """Per-worker iteration reached, updated from the workers' stdout."""
+
+    reached: dict[int, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def update(self, rank: int, iteration: int) -> None:
+        with self.lock:
+            self.reached[rank] = iteration
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(i + 1 for i in self.reached.values())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_emulable(scenario: Scenario) -> None:
+    """What the emulator cannot run gets a clear error before any process starts."""
+    emu = scenario.emulation
+    if emu.network != "loopback":
+        raise ScenarioError(
+            f"emulation.network: '{emu.network}' is not available in this build; use 'loopback'"
+        )
+    if emu.model != "synthetic" and scenario.workload.model != emu.model:
+        raise ScenarioError(
+            f"emulation.model is {emu.model!r}: set workload.model to {emu.model!r} too, "
+            "so the simulator prices the same parameter count"
+        )
+    if emu.compute == "real" and emu.model == "synthetic":
+        raise ScenarioError("emulation.compute 'real' needs emulation.model digits_mlp/digits_cnn")
+
+
+class Launcher:
+    def __init__(
+        self,
+        scenario: Scenario,
+        run_dir: Path,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        check_emulable(scenario)
+        self.scenario = scenario
+        self.plan: Plan = build_plan(scenario)
+        self.run_dir = run_dir
+        self.on_progress = on_progress
+        self.progress = _Progress()
+        self.procs: list[_Proc] = []
+        self.lost: list[str] = []
+
+    # ------------------------------------------------------------- processes
+
+    def _start(self, name: str) -> _Proc:
+        log = self.run_dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.setdefault("OMP_NUM_THREADS", "1")  # one core per process, as the model assumes
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "grpc_ps.roles", "--run-dir", str(self.run_dir), "--role", name],
+            stdout=subprocess.PIPE,
+            stderr=log.open("w"),
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        proc = _Proc(name, popen, log)
+        self.procs.append(proc)
+        threading.Thread(target=self._read_stdout, args=(proc,), daemon=True).start()
+        return proc
+
+    def _read_stdout(self, proc: _Proc) -> None:
+        assert proc.popen.stdout is not None
+        for line in proc.popen.stdout:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "progress":
+                rank, iteration = int(parts[1]), int(parts[2])
+                self.progress.update(rank, iteration)
+                if self.on_progress is not None:
+                    self.on_progress(rank, iteration)
+
+    def _tail(self, proc: _Proc, lines: int = 15) -> str:
+        text = proc.log.read_text(errors="replace").strip().splitlines()
+        return "\n".join(text[-lines:])
+
+    def _wait_ports(self, names: list[str]) -> dict[str, int]:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        ports: dict[str, int] = {}
+        while len(ports) < len(names):
+            for name in names:
+                path = self.run_dir / "ports" / f"{name}.json"
+                if name not in ports and path.exists():
+                    ports[name] = json.loads(path.read_text())["port"]
+            self._check_alive(fatal_only=False)
+            if time.monotonic() > deadline:
+                missing = sorted(set(names) - set(ports))
+                raise LaunchError(f"{', '.join(missing)} did not start in {STARTUP_TIMEOUT_S} s")
+            time.sleep(0.02)
+        return ports
+
+    def _check_alive(self, fatal_only: bool) -> None:
+        """Raise for a role that died; an async run outlives a lost worker."""
+        for proc in self.procs:
+            code = proc.popen.poll()
+            if code is None or code == 0 or proc.done_reported:
+                continue
+            proc.done_reported = True
+            is_worker = proc.name.startswith("worker-")
+            if fatal_only and is_worker and self.scenario.algorithm.name in ASYNC:
+                self.lost.append(proc.name)
+                self._leave(int(proc.name.split("-")[1]))
+                continue
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            raise LaunchError(f"{proc.name} vanished ({how}); its log ends:\n{self._tail(proc)}")
+
+    def _leave(self, rank: int) -> None:
+        """Tell the servers a worker is gone, so it holds no one back."""
+        ep = Endpoints.load(self.run_dir / "endpoints.json")
+        client = PSClient(ep.servers, rank, len(self.plan.workers), self.plan.model.params)
+        try:
+            client.leave()
+        finally:
+            client.close()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.popen.poll() is None:
+                os.killpg(proc.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait()
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> LaunchResult:
+        run_dir = self.run_dir
+        (run_dir / "scenario.yaml").write_text(dump_scenario(self.scenario))
+        write_json_atomic(run_dir / "run.json", {"t0_ns": time.perf_counter_ns()})
+        plan = self.plan
+        try:
+            services = [server_name(k) for k in range(plan.server.shards if plan.server else 0)]
+            if plan.registry is not None:
+                services.append(REGISTRY)
+            for name in services:
+                self._start(name)
+            for comm in plan.comms:
+                self._start(comm.name)
+            ports = self._wait_ports(services + [c.name for c in plan.comms])
+            Endpoints(
+                servers=[f"127.0.0.1:{ports[n]}" for n in services if n.startswith("ps-")],
+                registry=f"127.0.0.1:{ports[REGISTRY]}" if REGISTRY in ports else None,
+                comms=[f"127.0.0.1:{ports[c.name]}" for c in plan.comms],
+                dist_workers=f"tcp://127.0.0.1:{free_port()}",
+                dist_comms=f"tcp://127.0.0.1:{free_port()}",
+            ).save(run_dir / "endpoints.json")
+            wall0 = time.perf_counter()
+            workers = [self._start(w.name) for w in plan.workers]
+            while any(w.popen.poll() is None for w in workers):
+                self._check_alive(fatal_only=True)
+                time.sleep(0.05)
+            self._check_alive(fatal_only=True)
+            wall = time.perf_counter() - wall0
+            for comm in (p for p in self.procs if p.name.startswith("comm-")):
+                comm.popen.wait(timeout=self.scenario.emulation.rpc_timeout)
+                self._check_alive(fatal_only=True)
+        finally:
+            self.stop_all()
+        return self._collect(wall)
+
+    def _collect(self, wall: float) -> LaunchResult:
+        trace = roles.read_traces(self.run_dir)
+        trace.meta["scenario"] = self.scenario.name
+        if self.lost:
+            trace.meta["lost_workers"] = self.lost
+        extra: dict[str, Any] = {
+            "events": len(trace.spans),
+            "wall_time_s": wall,
+            "source": "emu",
+            "lost_workers": self.lost,
+        }
+        extra.update(self._evaluate())
+        metrics = compute_metrics(
+            trace,
+            len(self.plan.workers),
+            self.scenario.workload.batch_size,
+            self.scenario.run.warmup,
+            self.scenario.run.iterations,
+            extra=extra,
+        )
+        return LaunchResult(metrics, trace)
+
+    def _evaluate(self) -> dict[str, Any]:
+        """Test loss and accuracy of the workers' average model (identical for sync variants)."""
+        emu = self.scenario.emulation
+        if emu.compute != "real":
+            return {}
+        params = [np.load(p) for p in sorted(self.run_dir.glob("params-*.npy"))]
+        if not params:
+            return {}
+        model = FlatModel(emu.model, self.scenario.run.seed, torch.device("cpu"))
+        data = load(self.scenario.run.seed, torch.device("cpu"))
+        mean = torch.from_numpy(np.mean(params, axis=0))
+        loss, acc = model.evaluate(mean, data.x_test, data.y_test)
+        return {"final_loss": loss, "test_accuracy": acc}
+
+
+def launch(
+    scenario: Scenario,
+    out_dir: Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    keep_run_dir: bool = False,
+) -> LaunchResult:
+    """Run a scenario on this machine; write results to ``out_dir`` when given."""
+    run_dir = Path(tempfile.mkdtemp(prefix="pslab-run-"))
+    try:
+        result = Launcher(scenario, run_dir, on_progress).run()
+    finally:
+        if not keep_run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    if out_dir is not None:
+        write_results(out_dir, scenario, result.metrics, result.trace)
+    return result

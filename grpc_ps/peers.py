@@ -1,0 +1,73 @@
+"""Clients of the leader registry and of a Layered SGD communicator.
+
+Thin by design: every tensor goes through :mod:`grpc_ps.tensors` chunk
+streams, the same path the parameter-server client uses.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import grpc
+import numpy as np
+
+from grpc_ps import tensors
+from grpc_ps.client import stub
+from grpc_ps.pb import ps_pb2 as pb
+from grpc_ps.server import grpc_options
+
+
+class _Peer:
+    def __init__(self, address: str, chunk_bytes: int, timeout: float | None) -> None:
+        self.channel = grpc.insecure_channel(address, options=grpc_options())
+        self.chunk_bytes, self.timeout = chunk_bytes, timeout
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class RegistryClient(_Peer):
+    def __init__(self, address: str, chunk_bytes: int, timeout: float | None) -> None:
+        super().__init__(address, chunk_bytes, timeout)
+        self.stub = stub(self.channel, "LeaderRegistry")
+
+    def report(self, worker: int, loss: float, round_: int) -> tuple[int, int]:
+        reply = self.stub.ReportLoss(
+            pb.LossReport(worker=worker, loss=loss, round=round_),
+            timeout=self.timeout,
+            wait_for_ready=True,
+        )
+        return reply.local_leader, reply.global_leader
+
+    def publish(self, key: str, round_: int, arr: np.ndarray) -> None:
+        chunks = tensors.push_chunks(arr, self.chunk_bytes, key=key, round=round_)
+        self.stub.Publish(chunks, timeout=self.timeout, wait_for_ready=True)
+
+    def fetch(self, key: str, min_round: int, wait: bool, out: np.ndarray) -> bool:
+        """Read ``key`` into ``out``; False when ``wait`` is off and nothing was published."""
+        req = pb.FetchRequest(key=key, min_round=min_round, chunk_bytes=self.chunk_bytes, wait=wait)
+        stream = iter(self.stub.Fetch(req, timeout=self.timeout, wait_for_ready=True))
+        first = next(stream, None)
+        if first is None:
+            return False
+        tensors.receive_pull(itertools.chain([first], stream), out)
+        return True
+
+
+class CommClient(_Peer):
+    def __init__(self, address: str, chunk_bytes: int, timeout: float | None) -> None:
+        super().__init__(address, chunk_bytes, timeout)
+        self.stub = stub(self.channel, "Communicator")
+
+    def reduce(self, arr: np.ndarray, iteration: int, key: str, worker: int) -> None:
+        chunks = tensors.push_chunks(
+            arr, self.chunk_bytes, key=key, iteration=iteration, worker=worker
+        )
+        self.stub.Reduce(chunks, timeout=self.timeout, wait_for_ready=True)
+
+    def broadcast(self, out: np.ndarray, iteration: int, key: str, worker: int) -> None:
+        req = pb.BroadcastRequest(
+            worker=worker, iteration=iteration, key=key, chunk_bytes=self.chunk_bytes
+        )
+        stream = self.stub.Broadcast(req, timeout=self.timeout, wait_for_ready=True)
+        tensors.receive_pull(stream, out)

@@ -1,0 +1,186 @@
+"""One process per role: the entry points ``pslab launch`` starts (and ``pslab serve``/``worker``).
+
+A run directory holds what every process needs: ``scenario.yaml`` (resolved),
+``run.json`` (the shared clock origin), ``endpoints.json`` (written by the
+launcher once servers are up) and, per process, the port it bound and the
+trace it recorded. gRPC objects are created inside each process after it
+started, never inherited across a fork.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from grpc_ps.communicator import CommunicatorServicer
+from grpc_ps.endpoints import Endpoints
+from grpc_ps.executor import EmuExecutor
+from grpc_ps.models import initial_params
+from grpc_ps.server import LeaderRegistryServicer, ParameterServerServicer, serve
+from pslab.algorithms import build_plan
+from pslab.algorithms.base import REGISTRY, Plan, comm_name, server_name
+from pslab.scenario import load_scenario
+from pslab.shards import shard_ranges
+from pslab.trace import SpanRecord, Trace, write_json_atomic
+
+
+def read_run(run_dir: Path) -> tuple[Plan, int]:
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    t0 = json.loads((run_dir / "run.json").read_text())["t0_ns"]
+    return build_plan(scenario), t0
+
+
+def write_port(run_dir: Path, name: str, port: int) -> None:
+    write_json_atomic(run_dir / "ports" / f"{name}.json", {"port": port, "pid": os.getpid()})
+
+
+def write_trace(run_dir: Path, name: str, trace: Trace) -> None:
+    write_json_atomic(run_dir / "traces" / f"{name}.json", [asdict(s) for s in trace.spans])
+
+
+def read_traces(run_dir: Path) -> Trace:
+    trace = Trace("emu")
+    for path in sorted((run_dir / "traces").glob("*.json")):
+        for d in json.loads(path.read_text()):
+            d["on_behalf"] = tuple(d["on_behalf"])
+            trace.add(SpanRecord(**d))
+    return trace
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGTERM/SIGINT: a server serves until the launcher says the run is over."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def run_server(run_dir: Path, shard: int) -> None:
+    plan, t0 = read_run(run_dir)
+    assert plan.server is not None
+    n = len(plan.workers)
+    ranges = shard_ranges(
+        plan.model.params, plan.server.shards, plan.scenario.algorithm.partition_bytes
+    )
+    offset, length = ranges[shard]
+    algo = plan.scenario.algorithm
+    servicer = ParameterServerServicer(
+        shard,
+        offset,
+        length,
+        n,
+        plan.server.policy(n),
+        algo.lr,
+        algo.momentum if plan.server.mode == "grad" else 0.0,
+        n_shards=plan.server.shards,
+        total=plan.model.params,
+        initial=initial_params(
+            plan.scenario.emulation.model, plan.model.params, plan.scenario.run.seed
+        )[offset : offset + length].numpy(),
+        clock=lambda: (time.perf_counter_ns() - t0) / 1e9,
+    )
+    server, port = serve(servicer)
+    write_port(run_dir, server_name(shard), port)
+    _wait_for_stop()
+    server.stop(1.0).wait()
+    trace = Trace("emu")
+    for start, end, staleness, version in servicer.applies:
+        trace.add(
+            SpanRecord(
+                server_name(shard),
+                "localhost",
+                "apply",
+                "server",
+                start,
+                end,
+                -1,
+                length * 4,
+                args={"staleness": staleness, "version": version},
+            )
+        )
+    write_trace(run_dir, server_name(shard), trace)
+
+
+def run_registry(run_dir: Path) -> None:
+    plan, _ = read_run(run_dir)
+    assert plan.registry is not None
+    servicer = LeaderRegistryServicer(
+        [list(g) for g in plan.registry.groups], plan.model.params, sync=plan.registry.sync
+    )
+    server, port = serve(servicer)
+    write_port(run_dir, REGISTRY, port)
+    _wait_for_stop()
+    server.stop(1.0).wait()
+
+
+def run_comm(run_dir: Path, group: int) -> None:
+    plan, t0 = read_run(run_dir)
+    role = plan.comms[group]
+    timeout = plan.scenario.emulation.rpc_timeout
+    servicer = CommunicatorServicer(plan.groups[group], plan.model.params, timeout)
+    server, port = serve(servicer)
+    write_port(run_dir, comm_name(group), port)
+    endpoints = _await_endpoints(run_dir, timeout)
+    executor = EmuExecutor(plan, role, endpoints, t0, comm_servicer=servicer)
+    try:
+        write_trace(run_dir, role.name, executor.run())
+    finally:
+        executor.close()
+        server.stop(1.0).wait()
+
+
+def run_worker(run_dir: Path, rank: int) -> None:
+    plan, t0 = read_run(run_dir)
+    role = plan.workers[rank]
+    endpoints = _await_endpoints(run_dir, plan.scenario.emulation.rpc_timeout)
+    executor = EmuExecutor(plan, role, endpoints, t0)
+    executor.on_iteration = lambda i: print(f"progress {rank} {i}", flush=True)
+    try:
+        trace = executor.run()
+        write_trace(run_dir, role.name, trace)
+        np.save(run_dir / f"params-{rank}.npy", executor.bufs["params"].detach().cpu().numpy())
+    finally:
+        executor.close()
+
+
+def _await_endpoints(run_dir: Path, timeout: float) -> Endpoints:
+    path = run_dir / "endpoints.json"
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.02)
+    return Endpoints.load(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m grpc_ps.roles")
+    p.add_argument("--run-dir", required=True, type=Path)
+    p.add_argument("--role", required=True, help="ps-K, registry, comm-G or worker-R")
+    args = p.parse_args(argv)
+    kind, _, index = args.role.rpartition("-") if "-" in args.role else (args.role, "", "")
+    if args.role == REGISTRY:
+        run_registry(args.run_dir)
+    elif kind == "ps":
+        run_server(args.run_dir, int(index))
+    elif kind == "comm":
+        run_comm(args.run_dir, int(index))
+    elif kind == "worker":
+        run_worker(args.run_dir, int(index))
+    else:
+        print(f"unknown role {args.role!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,592 @@
+"""gRPC servicers: a parameter-server shard, the leader registry, and the server wrapper.
+
+The servicers only move bytes, validate and keep books: *when* an update happens is decided by
+:class:`pslab.policies.StalenessPolicy` (the same object the simulator drives), and *what* the
+update computes by :func:`pslab.rules.server_apply` / :func:`pslab.rules.sgd`.
+
+Memory is bounded by design, because a shard of a 100 MB model must not hold a copy per
+request. Each shard owns at most ``max_buffers`` arrays of its size (by default 2, or 3 with
+BSP rounds), pooled and reused: the parameters, the open round's sum, push scratch buffers,
+and stale parameter versions that pulls are still streaming (plus the momentum buffer, if
+any). A push waits for a buffer before reading its stream, so a worker must not leave one of
+its own pulls unread while it waits for its push. Pulls never copy: a pull streams the
+current array by reference, and an update that finds readers on it writes the new
+parameters into the push's own buffer instead (copy-on-write), so every pull sees one
+consistent version. gRPC's own buffers are bounded by fixed flow-control windows
+(:func:`grpc_options`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from contextlib import contextmanager
+from typing import NoReturn
+
+import grpc
+import numpy as np
+from google.protobuf import empty_pb2, message_factory
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from grpc_ps import tensors
+from grpc_ps.pb import ps_pb2 as pb
+from grpc_ps.pb import ps_pb2_grpc as pb_grpc
+from pslab import rules
+from pslab.policies import Apply, LeaderBoard, PolicyError, StalenessPolicy
+
+DTYPE = np.dtype(np.float32)
+MAX_MESSAGE_BYTES = 64 << 20
+WINDOW_BYTES = 2 << 20
+
+
+def grpc_options(
+    max_message_bytes: int = MAX_MESSAGE_BYTES, extra: Sequence[tuple[str, int | str]] = ()
+) -> list[tuple[str, int | str]]:
+    """gRPC channel arguments for servers and clients alike (``extra`` overrides).
+
+    The 4 MiB default receive limit would reject any chunk size above it, so it is raised.
+    HTTP/2 flow control gets a fixed 2 MiB window per stream instead of gRPC's adaptive
+    (BDP-probed) one: a server is the bottleneck, and with adaptive windows the pushes
+    waiting for it, and the pulls it streams, pile up tens of MB each in gRPC's buffers.
+    Measured with 100 MB, 4 workers and 2 shards: servers' RSS 3.3x the model adaptive,
+    2.9x with 4 MiB windows, 2.7x with 2 MiB, 2.5x with 1 MiB. 2 MiB still covers a
+    2 GB/s x 1 ms bandwidth-delay product.
+    """
+    args: dict[str, int | str] = {
+        "grpc.max_receive_message_length": max_message_bytes,
+        "grpc.max_send_message_length": max_message_bytes,
+        "grpc.http2.bdp_probe": 0,
+        "grpc.http2.lookahead_bytes": WINDOW_BYTES,
+        **dict(extra),
+    }
+    return list(args.items())
+
+
+_POLL_S = 0.1  # how often a blocked RPC checks that its caller is still there
+_BLOCK = 1 << 18  # elements per update block: temporaries stay in cache, never model-sized
+_MODES = {pb.PUSH_MODE_GRAD: "grad", pb.PUSH_MODE_DELTA: "delta"}
+
+
+class Books:
+    """Shared by the servicers: one lock/condition, rejection counts, waiting on a condition."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()  # an RLock inside: helpers may nest
+        self._rejected: Counter[str] = Counter()
+
+    def _abort(self, context: grpc.ServicerContext, code: grpc.StatusCode, msg: str) -> NoReturn:
+        with self._cond:
+            self._rejected[code.name] += 1
+        context.abort(code, msg)
+        raise AssertionError("unreachable: context.abort raises")
+
+    def _open(
+        self, request_iterator: Iterator[tensors.Chunk], context: grpc.ServicerContext
+    ) -> tuple[tensors.Chunk, Iterator[tensors.Chunk]]:
+        """The first chunk of a stream (which carries the header) and the checked rest."""
+        chunks = tensors.checked(request_iterator)
+        try:
+            first = next(chunks, None)
+        except tensors.ChunkError as e:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if first is None:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "empty stream")
+        return first, chunks
+
+    def _wait(self, context: grpc.ServicerContext, ready: Callable[[], bool]) -> bool:
+        """Wait (holding ``_cond``) until ``ready()``; False once the caller has gone away.
+
+        State changes ``notify_all``; the short poll only notices a cancelled caller. A wait
+        that outlives the RPC's deadline ends it with DEADLINE_EXCEEDED, never with an empty
+        OK stream.
+        """
+        while not ready():
+            if not context.is_active():
+                return False
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed while waiting")
+            self._cond.wait(_POLL_S if remaining is None else min(_POLL_S, remaining))
+        return True
+
+
+def _update(
+    x: np.ndarray,
+    total: np.ndarray,
+    count: int,
+    mode: str,
+    lr: float,
+    momentum: float,
+    velocity: np.ndarray | None,
+    out: np.ndarray,
+) -> None:
+    """``out`` ← x updated by ``count`` pushes summing to ``total``; ``out`` is x or total.
+
+    Runs the shared rules block by block on views, so their temporaries are small and
+    cache-resident, and so the result can land in ``total``'s buffer (copy-on-write) without
+    a third model-sized array.
+    """
+    tmp = None if out is x else np.empty(min(_BLOCK, len(x)), x.dtype)
+    for a in range(0, len(x), _BLOCK):
+        b = min(a + _BLOCK, len(x))
+        dst = x[a:b]
+        if tmp is not None:
+            dst = tmp[: b - a]
+            np.copyto(dst, x[a:b])
+        if mode == "grad" and velocity is not None:
+            bufs = {"params": dst, "grad": total[a:b], "velocity": velocity[a:b]}
+            rules.scale(bufs, "grad", 1.0 / count)
+            rules.sgd(bufs, lr, momentum)
+        else:
+            rules.server_apply(dst, total[a:b], count, mode, lr)
+        if tmp is not None:
+            out[a:b] = dst
+
+
+class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
+    """One shard: elements [offset, offset + length) of the flat float32 parameter vector."""
+
+    def __init__(
+        self,
+        shard_id: int,
+        offset: int,
+        length: int,
+        n_workers: int,
+        policy: StalenessPolicy,
+        lr: float,
+        momentum: float = 0.0,
+        *,
+        n_shards: int = 1,
+        total: int | None = None,
+        initial: np.ndarray | None = None,
+        max_buffers: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        """``initial``: this shard's starting parameters; None waits for a worker's Init.
+
+        ``clock`` times each update for :attr:`applies` (a run's shared trace clock).
+
+        ``max_buffers`` bounds the shard's model-sized arrays (see the module docstring). The
+        default and least is what the policy needs to make progress: 2 (parameters and one
+        push being received), 3 with BSP rounds (plus the round's sum). More lets pushes be
+        received concurrently; on a 2-core machine the 100 MB benchmark could not tell 2
+        from 3 apart in speed, only in memory (about 2.7x against 3.9x the model).
+        """
+        Books.__init__(self)
+        if policy.n_workers != n_workers:
+            raise ValueError(f"policy has {policy.n_workers} workers, server {n_workers}")
+        if length < 1 or not 0 <= shard_id < n_shards:
+            raise ValueError(f"bad shard {shard_id} of {n_shards} with {length} elements")
+        self.shard_id, self.offset, self.length = shard_id, offset, length
+        self.n_workers, self.n_shards = n_workers, n_shards
+        self.total = offset + length if total is None else total
+        self.policy, self.lr, self.momentum = policy, lr, momentum
+        self._velocity = np.zeros(length, DTYPE) if momentum else None
+        least = 3 if policy.aggregate else 2
+        self._max_buffers = max(max_buffers or least, least)
+        self._live = 0  # model-sized arrays allocated, all kinds
+        self._pool: list[np.ndarray] = []  # allocated and idle
+        self._readers: Counter[int] = Counter()  # id(array) -> pulls streaming it
+        self._params: np.ndarray | None = None
+        if initial is not None:
+            self._params = np.array(initial, dtype=DTYPE, copy=True).reshape(-1)
+            if len(self._params) != length:
+                raise ValueError(f"initial has {len(self._params)} elements, shard {length}")
+            self._live = 1
+        self._round_sum: np.ndarray | None = None  # BSP: sum of this round's pushes
+        self._round_mode = ""
+        self._round_count = 0
+        self._received = 0
+        self._applied = 0
+        self._staleness: Counter[int] = Counter()
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self.clock = clock
+        self.applies: list[tuple[float, float, list[int], int]] = []  # start, end, stale, version
+
+    # -- buffers (all under _cond) --------------------------------------------------------
+
+    def _take_buffer(self, context: grpc.ServicerContext) -> np.ndarray | None:
+        if not self._wait(context, lambda: bool(self._pool) or self._live < self._max_buffers):
+            return None
+        if self._pool:
+            return self._pool.pop()
+        self._live += 1
+        return np.empty(self.length, DTYPE)
+
+    def _release(self, buf: np.ndarray) -> None:
+        """Back to the pool, unless pulls still stream it (the last one returns it)."""
+        if not self._readers[id(buf)]:
+            self._pool.append(buf)
+            self._cond.notify_all()
+
+    def _apply(self, total: np.ndarray, count: int, mode: str, done: Apply) -> None:
+        """Apply ``count`` pushes summing to ``total``, which this call then owns."""
+        x = self._params
+        assert x is not None
+        start = self.clock()
+        if self._readers[id(x)]:
+            _update(x, total, count, mode, self.lr, self.momentum, self._velocity, out=total)
+            self._params = total  # x stays with its readers; the last one releases it
+        else:
+            _update(x, total, count, mode, self.lr, self.momentum, self._velocity, out=x)
+            self._release(total)
+        self.applies.append((start, self.clock(), list(done.staleness), done.version))
+        self._applied += len(done.workers)
+        self._staleness.update(done.staleness)
+        self._cond.notify_all()
+
+    # -- RPCs -----------------------------------------------------------------------------
+
+    def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.ShardMap:
+        if request.world != self.n_workers or request.worker >= request.world:
+            self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"worker {request.worker} of {request.world}, server expects {self.n_workers}",
+            )
+        if request.total_elements != self.total or request.dtype != pb.DTYPE_FLOAT32:
+            self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model of {request.total_elements} {pb.DType.Name(request.dtype)}, "
+                f"server holds {self.total} float32",
+            )
+        with self._cond:
+            version = self.policy.version
+        return pb.ShardMap(
+            shard_id=self.shard_id,
+            offset=self.offset,
+            length=self.length,
+            num_shards=self.n_shards,
+            version=version,
+            dtype=pb.DTYPE_FLOAT32,
+        )
+
+    def _receive(
+        self, first: tensors.Chunk, rest: Iterator[tensors.Chunk], context: grpc.ServicerContext
+    ) -> np.ndarray | None:
+        """Validate the header, take a buffer and fill it; None if the caller went away."""
+        if first.shard_id != self.shard_id:
+            self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"shard {first.shard_id} sent to shard {self.shard_id}",
+            )
+        try:
+            tensors.check_header(first.total_elements, first.dtype, DTYPE, self.length)
+            if first.total_elements != self.length:
+                raise tensors.ChunkError(
+                    f"{first.total_elements} elements for a shard of {self.length}"
+                )
+        except tensors.ChunkError as e:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        with self._cond:
+            buf = self._take_buffer(context)
+        if buf is None:
+            return None
+        try:
+            asm = tensors.Reassembler(buf)
+            asm.feed(first.offset, first.data)
+            for chunk in rest:
+                asm.feed(chunk.offset, chunk.data)
+            asm.finish()
+        except tensors.ChunkError as e:
+            with self._cond:
+                self._release(buf)
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except BaseException:
+            with self._cond:
+                self._release(buf)
+            raise
+        with self._cond:
+            self._bytes_in += asm.bytes
+        return buf
+
+    def Init(self, request_iterator: Iterator[tensors.Chunk], context: grpc.ServicerContext):
+        first, rest = self._open(request_iterator, context)
+        buf = self._receive(first, rest, context)
+        with self._cond:
+            if buf is None:
+                return pb.PushReply(version=self.policy.version)
+            taken = self._params is None
+            if taken:
+                self._params = buf
+                self._cond.notify_all()
+            else:
+                self._release(buf)
+            return pb.PushReply(version=self.policy.version, applied=taken)
+
+    def Push(self, request_iterator: Iterator[tensors.Chunk], context: grpc.ServicerContext):
+        first, rest = self._open(request_iterator, context)
+        mode = _MODES.get(first.mode)
+        if mode is None:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"push mode {first.mode}")
+        with self._cond:
+            ready = self._params is not None
+        if not ready:
+            self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, "shard not initialised")
+        buf = self._receive(first, rest, context)
+        if buf is None:
+            return pb.PushReply()
+        with self._cond:
+            try:
+                if self._round_mode and mode != self._round_mode:
+                    raise PolicyError(f"a {mode} push in a round of {self._round_mode} pushes")
+                done = self.policy.on_push(first.worker, first.computed_on)
+            except PolicyError as e:
+                self._release(buf)
+                self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            self._received += 1
+            if not self.policy.aggregate:
+                assert done is not None
+                self._apply(buf, 1, mode, done)
+            elif self._round_sum is None:
+                self._round_sum, self._round_mode, self._round_count = buf, mode, 1
+            else:
+                self._round_sum += buf
+                self._round_count += 1
+                self._release(buf)
+            if self.policy.aggregate and done is not None:
+                self._close_round(done)
+            return pb.PushReply(version=self.policy.version, applied=done is not None)
+
+    def _close_round(self, done: Apply) -> None:
+        total, count, mode = self._round_sum, self._round_count, self._round_mode
+        assert total is not None
+        self._round_sum, self._round_mode, self._round_count = None, "", 0
+        self._apply(total, count, mode, done)
+
+    def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        if request.shard_id != self.shard_id:
+            self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"pull of shard {request.shard_id} from shard {self.shard_id}",
+            )
+        with self._cond:
+            try:
+                ok = self._wait(
+                    context,
+                    lambda: self._params is not None and self.policy.may_pull(request.worker),
+                )
+            except PolicyError as e:
+                self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            if not ok:
+                return
+            x, version = self._params, self.policy.version
+            assert x is not None
+            self._readers[id(x)] += 1
+        step = tensors.clamp_chunk_bytes(request.chunk_bytes) // x.itemsize * x.itemsize
+        sent = 0
+        try:
+            for chunk in tensors.pull_chunks(x, step, version):
+                yield chunk
+                sent += step
+        finally:
+            with self._cond:
+                self._bytes_out += min(sent, x.nbytes)
+                self._readers[id(x)] -= 1
+                if not self._readers[id(x)]:
+                    del self._readers[id(x)]
+                    if x is not self._params:
+                        self._release(x)
+
+    def Leave(self, request: pb.LeaveRequest, context: grpc.ServicerContext) -> pb.LeaveReply:
+        if request.worker >= self.n_workers:
+            self._abort(
+                context, grpc.StatusCode.FAILED_PRECONDITION, f"unknown worker {request.worker}"
+            )
+        with self._cond:
+            done = self.policy.leave(request.worker)
+            if done is not None:
+                self._close_round(done)
+            self._cond.notify_all()  # pulls waiting on the one who left may go now
+            return pb.LeaveReply(version=self.policy.version)
+
+    def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsReply:
+        with self._cond:
+            return pb.StatsReply(
+                version=self.policy.version,
+                pushes_received=self._received,
+                pushes_applied=self._applied,
+                staleness=dict(self._staleness),
+                rejected=dict(self._rejected),
+                bytes_received=self._bytes_in,
+                bytes_sent=self._bytes_out,
+            )
+
+
+class LeaderRegistryServicer(pb_grpc.LeaderRegistryServicer, Books):
+    """Who leads (lowest running-mean loss) and the leaders' published parameters.
+
+    ``sync``: every ReportLoss is a barrier over all workers for its round, and everyone gets
+    the leaders of that round's reports (synchronous Leader SGD); otherwise each report is
+    answered at once from the latest losses. Published arrays are never modified (a newer
+    publication replaces them), so fetches stream them by reference without a copy.
+    """
+
+    def __init__(self, groups: list[list[int]], max_elements: int, sync: bool = False) -> None:
+        Books.__init__(self)
+        self.board = LeaderBoard(groups)
+        self.n_workers = sum(len(g) for g in groups)
+        self.max_elements, self.sync = max_elements, sync
+        self._reported: dict[int, set[int]] = {}  # sync: round -> workers that reported
+        self._answers: dict[int, dict[int, tuple[int, int]]] = {}  # round -> worker -> leaders
+        self._published: dict[str, tuple[int, np.ndarray]] = {}
+
+    def ReportLoss(self, request: pb.LossReport, context: grpc.ServicerContext) -> pb.Leaders:
+        worker, rnd = request.worker, request.round
+        with self._cond:
+            try:
+                local, best = self.board.report(worker, request.loss)
+            except PolicyError as e:
+                self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            if self.sync:
+                reported = self._reported.setdefault(rnd, set())
+                reported.add(worker)
+                if len(reported) == self.n_workers:
+                    del self._reported[rnd]
+                    self._answers[rnd] = {w: self.board.leaders(w) for w in reported}
+                    self._cond.notify_all()
+                if not self._wait(context, lambda: rnd in self._answers):
+                    return pb.Leaders()
+                answers = self._answers[rnd]
+                local, best = answers.pop(worker)
+                if not answers:
+                    del self._answers[rnd]
+        return pb.Leaders(local_leader=local, global_leader=best)
+
+    def Publish(self, request_iterator: Iterator[tensors.Chunk], context: grpc.ServicerContext):
+        first, rest = self._open(request_iterator, context)
+        if not first.key:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a publication needs a key")
+        try:
+            arr = tensors.receive_new(first, rest, self.max_elements)
+        except tensors.ChunkError as e:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        with self._cond:
+            held = self._published.get(first.key)
+            if held is None or first.round >= held[0]:
+                self._published[first.key] = (first.round, arr)
+                self._cond.notify_all()
+        return empty_pb2.Empty()
+
+    def Fetch(self, request: pb.FetchRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Stream the publication of ``key`` at round >= min_round; none and no wait: nothing."""
+
+        def ready() -> bool:
+            held = self._published.get(request.key)
+            return held is not None and held[0] >= request.min_round
+
+        with self._cond:
+            if not ready() and not (request.wait and self._wait(context, ready)):
+                return
+            round_, arr = self._published[request.key]
+        yield from tensors.pull_chunks(arr, tensors.clamp_chunk_bytes(request.chunk_bytes), round_)
+
+
+_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def service_handler(servicer: object, service: str) -> grpc.GenericRpcHandler:
+    """The handler of one ``pslab.v1`` service, built from the proto's descriptor.
+
+    Unlike the generated ``add_*_to_server``, chunk messages go through the codec of
+    :mod:`grpc_ps.tensors`: handlers receive :class:`tensors.Chunk` objects (PushChunk's
+    fields, ``data`` a memoryview into the received message) and may yield PullChunks
+    pre-encoded as ``bytes``. Peers see plain protobuf either way.
+    """
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name[service].methods:
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        kind = _KINDS[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=(
+                tensors.decode_push if request is pb.PushChunk else request.FromString
+            ),
+            response_serializer=tensors.as_bytes
+            if response is pb.PullChunk
+            else response.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(f"pslab.v1.{service}", handlers)
+
+
+_SERVICES = [
+    (pb_grpc.ParameterServerServicer, "ParameterServer"),
+    (pb_grpc.LeaderRegistryServicer, "LeaderRegistry"),
+    (pb_grpc.CommunicatorServicer, "Communicator"),
+]
+
+
+def serve(
+    *servicers: object,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    threads: int | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    options: Sequence[tuple[str, int | str]] = (),
+) -> tuple[grpc.Server, int]:
+    """Start a server for these servicers (any of the three services); return it and its port.
+
+    Every blocking RPC (a pull waiting for the policy, a push waiting for a buffer) holds a
+    thread, so the pool defaults to two per worker plus slack. Channel arguments come from
+    :func:`grpc_options` (``options`` override them). The standard health service reports
+    SERVING for the server and each service.
+    """
+    n_workers = max((getattr(s, "n_workers", 1) for s in servicers), default=1)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads or n_workers * 2 + 8),
+        options=grpc_options(max_message_bytes, options),
+    )
+    status = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(status, server)
+    status.set("", health_pb2.HealthCheckResponse.SERVING)
+    for servicer in servicers:
+        for base, name in _SERVICES:
+            if isinstance(servicer, base):
+                server.add_generic_rpc_handlers((service_handler(servicer, name),))
+                status.set(f"pslab.v1.{name}", health_pb2.HealthCheckResponse.SERVING)
+                break
+        else:
+            raise TypeError(f"{type(servicer).__name__} implements no pslab.v1 service")
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise RuntimeError(f"could not bind {host}:{port}")
+    server.start()
+    return server, bound
+
+
+@contextmanager
+def run_server(
+    *servicers: object,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    threads: int | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    options: Sequence[tuple[str, int | str]] = (),
+    grace: float | None = 1.0,
+) -> Iterator[tuple[grpc.Server, int]]:
+    """:func:`serve` as a context manager: yields ``(server, port)`` and stops it on exit."""
+    server, bound = serve(
+        *servicers,
+        port=port,
+        host=host,
+        threads=threads,
+        max_message_bytes=max_message_bytes,
+        options=options,
+    )
+    try:
+        yield server, bound
+    finally:
+        server.stop(grace).wait()

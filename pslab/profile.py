@@ -1,0 +1,63 @@
+"""A calibration profile: what this machine's emulator costs, measured once by ``pslab calibrate``.
+
+The simulator predicts an emulated run by pricing ops with these figures
+instead of the scenario's nominal cluster. Each cost is what a mechanism of
+the emulator really spends: CPU per byte on the sending and the receiving
+side of a gRPC stream (serialisation and copies), a fixed cost per RPC, the
+server's update throughput, torch's compute time per batch, gloo's
+all-reduce. The profile records the machine it was measured on, so a stale
+or foreign profile is noticed rather than trusted.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Machine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hostname: str
+    cores: int = Field(ge=1)
+    python: str
+    torch: str = ""
+    grpc: str = ""
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    machine: Machine
+    measured_at: float = Field(description="Unix time of the measurement")
+    send_cpu_s_per_byte: float = Field(ge=0, description="client CPU per streamed byte")
+    recv_cpu_s_per_byte: float = Field(ge=0, description="server CPU per streamed byte")
+    rpc_overhead_s: float = Field(ge=0, description="wall time of an empty RPC round trip")
+    rpc_cpu_s: float = Field(ge=0, description="CPU an RPC costs its two processes together")
+    update_s_per_byte: float = Field(ge=0, description="server update time per parameter byte")
+    sleep_overshoot_s: float = Field(0.0, ge=0, description="time.sleep's extra delay")
+    compute_s: dict[str, float] = Field(
+        default_factory=dict, description="real forward+backward per batch, key 'model@batch'"
+    )
+    allreduce_s_per_byte: float = Field(0.0, ge=0, description="gloo all-reduce time per byte")
+    allreduce_overhead_s: float = Field(0.0, ge=0, description="gloo all-reduce fixed cost")
+
+    def compute_key(self, model: str, batch: int) -> str:
+        return f"{model}@{batch}"
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        return cls.model_validate(yaml.safe_load(Path(path).read_text()))
+
+
+def this_machine(cores: int) -> Machine:
+    return Machine(hostname=platform.node(), cores=cores, python=platform.python_version())
