@@ -59,6 +59,7 @@ class _Proc:
 class LaunchResult:
     metrics: dict[str, Any]
     trace: Trace
+    params: np.ndarray | None = None  # the workers' average final parameters
 
 
 @dataclass
@@ -248,7 +249,8 @@ class Launcher:
             "source": "emu",
             "lost_workers": self.lost,
         }
-        extra.update(self._evaluate())
+        params = self._final_params()
+        extra.update(self._evaluate(params))
         metrics = compute_metrics(
             trace,
             len(self.plan.workers),
@@ -257,20 +259,22 @@ class Launcher:
             self.scenario.run.iterations,
             extra=extra,
         )
-        return LaunchResult(metrics, trace)
+        return LaunchResult(metrics, trace, params)
 
-    def _evaluate(self) -> dict[str, Any]:
-        """Test loss and accuracy of the workers' average model (identical for sync variants)."""
-        emu = self.scenario.emulation
-        if emu.compute != "real":
-            return {}
+    def _final_params(self) -> np.ndarray | None:
+        """The workers' average model: what Leader SGD evaluates, and for synchronous
+        variants simply the shared model."""
         params = [np.load(p) for p in sorted(self.run_dir.glob("params-*.npy"))]
-        if not params:
+        return np.mean(params, axis=0, dtype=np.float64).astype(np.float32) if params else None
+
+    def _evaluate(self, params: np.ndarray | None) -> dict[str, Any]:
+        """Test loss and accuracy (a fraction) on the held-out digits."""
+        emu = self.scenario.emulation
+        if emu.compute != "real" or params is None:
             return {}
         model = FlatModel(emu.model, self.scenario.run.seed, torch.device("cpu"))
         data = load(self.scenario.run.seed, torch.device("cpu"))
-        mean = torch.from_numpy(np.mean(params, axis=0))
-        loss, acc = model.evaluate(mean, data.x_test, data.y_test)
+        loss, acc = model.evaluate(torch.from_numpy(params), data.x_test, data.y_test)
         return {"final_loss": loss, "test_accuracy": acc}
 
 

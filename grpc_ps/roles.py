@@ -143,13 +143,28 @@ def run_worker(run_dir: Path, rank: int) -> None:
     role = plan.workers[rank]
     endpoints = _await_endpoints(run_dir, plan.scenario.emulation.rpc_timeout)
     executor = EmuExecutor(plan, role, endpoints, t0)
-    executor.on_iteration = lambda i: print(f"progress {rank} {i}", flush=True)
+    kill_at = _kill_at(role.name)
+
+    def progress(i: int) -> None:
+        if i == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        print(f"progress {rank} {i}", flush=True)
+
+    executor.on_iteration = progress
     try:
         trace = executor.run()
         write_trace(run_dir, role.name, trace)
         np.save(run_dir / f"params-{rank}.npy", executor.bufs["params"].detach().cpu().numpy())
     finally:
         executor.close()
+
+
+def _kill_at(role: str) -> int | None:
+    """Fault injection for tests and soak runs: ``PSLAB_KILL_AT=worker-2:5`` makes worker 2
+    die by SIGKILL when it reaches iteration 5, as a crashed or OOM-killed process would."""
+    spec = os.environ.get("PSLAB_KILL_AT", "")
+    name, _, iteration = spec.partition(":")
+    return int(iteration) if name == role and iteration.isdigit() else None
 
 
 def _await_endpoints(run_dir: Path, timeout: float) -> Endpoints:
