@@ -79,6 +79,7 @@ class CommunicatorServicer(pb_grpc.CommunicatorServicer, Books):
             waiting.discard(request.worker)
             if not waiting:
                 del self._offers[key]
+                self._cond.notify_all()
         yield from tensors.pull_chunks(
             arr, tensors.clamp_chunk_bytes(request.chunk_bytes), request.iteration
         )
@@ -100,3 +101,9 @@ class CommunicatorServicer(pb_grpc.CommunicatorServicer, Books):
         with self._cond:
             self._offers[(iteration, key)] = (arr, set(self.group))
             self._cond.notify_all()
+
+    def drain(self) -> None:
+        """Wait until the group fetched every offered slice, so shutting down loses none."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: not self._offers, timeout=self.timeout):
+                raise TimeoutError(f"communicator: {sorted(self._offers)} never fetched")

@@ -133,6 +133,7 @@ def run_comm(run_dir: Path, group: int) -> None:
     executor = EmuExecutor(plan, role, endpoints, t0, comm_servicer=servicer)
     try:
         write_trace(run_dir, role.name, executor.run())
+        servicer.drain()
     finally:
         executor.close()
         server.stop(1.0).wait()
