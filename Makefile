@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/pslab compare --quickstart -o runs/quickstart
+	$(BIN)/pslab compare -o runs/quickstart
 
 test: $(STAMP)
 	$(BIN)/ruff check .

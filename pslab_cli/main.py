@@ -115,6 +115,54 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from grpc_ps.calibrate import calibrate
+
+    scenario = load_scenario(Path(args.scenario), args.set) if args.scenario else None
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("calibrating", total=1.0)
+        profile = calibrate(
+            scenario, lambda what, frac: bar.update(task, completed=frac, description=what)
+        )
+    profile.save(Path(args.out))
+    out.print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pslab_cli.comparing import compare, compare_table
+
+    if bool(args.sim) != bool(args.measured):
+        raise UsageError("--sim and --measured go together (earlier runs of both sides)")
+    scenario, _ = _load(args)
+    out_dir = Path(args.out)
+    report = compare(
+        scenario,
+        out_dir,
+        lambda sc, d: run_launch(sc, d),
+        Path(args.sim) if args.sim else None,
+        Path(args.measured) if args.measured else None,
+        console=err,
+    )
+    out.print(compare_table(report))
+    out.print(f"wrote {out_dir}/compare.json, timeline.png and breakdown.png")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pslab_cli.comparing import validate
+
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: not a directory of scenarios")
+    result = validate(directory, Path(args.out), lambda sc, d: run_launch(sc, d), console=err)
+    out.print(result["table"])
+    print(json.dumps(result["summary"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pslab", description="Simulate and emulate parameter-server SGD variants."
@@ -142,6 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", help="write metrics.json and trace.json here")
     p.add_argument("--json", action="store_true", help="print the metrics JSON on stdout")
     p.set_defaults(fn=cmd_launch)
+
+    p = sub.add_parser("calibrate", help="measure this machine's emulator costs into a profile")
+    p.add_argument("scenario", nargs="?", help="also measure this scenario's model compute")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    p.add_argument("-o", "--out", required=True, help="profile YAML to write")
+    p.set_defaults(fn=cmd_calibrate)
+
+    p = sub.add_parser("compare", help="simulate and emulate a scenario; error per metric")
+    scenario_args(p)
+    p.add_argument("-o", "--out", default="runs/compare", help="output directory")
+    p.add_argument("--sim", help="take the prediction from this earlier `pslab sim -o` run")
+    p.add_argument("--measured", help="take the measurement from this earlier launch run")
+    p.set_defaults(fn=cmd_compare)
+
+    p = sub.add_parser("validate", help="compare over a suite of scenarios")
+    p.add_argument("directory", nargs="?", default="scenarios/validation")
+    p.add_argument("-o", "--out", default="runs/validate", help="output directory")
+    p.set_defaults(fn=cmd_validate)
     return parser
 
 

@@ -16,8 +16,16 @@ from pslab.smoothing import fft_flops
 class Costs:
     """Durations of compute, loading, updates and smoothing for one scenario."""
 
-    def __init__(self, scenario: Scenario, layers: list[int], bytes_per_param: int) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        layers: list[int],
+        bytes_per_param: int,
+        sleep_overshoot_s: float = 0.0,
+    ) -> None:
+        """``sleep_overshoot_s``: what a real sleep adds to a modelled load (emulator only)."""
         self.workload = scenario.workload
+        self.sleep_overshoot_s = sleep_overshoot_s
         self.layers = layers
         self.bytes_per_param = bytes_per_param
         self.smooth_s = (
@@ -30,7 +38,8 @@ class Costs:
         return draw(self.workload.compute_time, rng) * fraction
 
     def io(self, rng: np.random.Generator) -> float:
-        return draw(self.workload.io_time, rng)
+        seconds = draw(self.workload.io_time, rng)
+        return seconds + self.sleep_overshoot_s if seconds > 0 else 0.0
 
     def update(self, nbytes: int) -> float:
         """CPU time to apply an update of ``nbytes`` (a few passes over memory)."""

@@ -29,8 +29,7 @@ from pslab.scenario import Scenario
 from pslab.shards import shard_ranges
 from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
 from sim.costs import Costs
-from sim.network import FlowNetwork
-from sim.topology import Cluster
+from sim.platform import LocalPlatform, NominalPlatform
 
 SMALL_MESSAGE = 64  # bytes of a control message (a loss report)
 
@@ -107,36 +106,42 @@ class SimResult:
 
 
 class SimExecutor:
-    def __init__(self, scenario: Scenario, plan: Plan, cluster: Cluster) -> None:
+    def __init__(
+        self, scenario: Scenario, plan: Plan, platform: NominalPlatform | LocalPlatform
+    ) -> None:
         self.scenario = scenario
         self.plan = plan
-        self.cluster = cluster
+        self.platform = platform
+        self.cluster = platform.cluster
         self.env = CountingEnvironment()
-        self.net = FlowNetwork(self.env, cluster)
+        self.net = platform.network(self.env, plan)
         model = plan.model
         self.bpp = model.bytes_per_param
         self.model_bytes = model.nbytes
-        self.costs = Costs(scenario, model.layers or [model.params], self.bpp)
+        self.costs = Costs(
+            scenario, model.layers or [model.params], self.bpp, platform.sleep_overshoot_s
+        )
         self.trace = Trace("sim", meta={"scenario": scenario.name})
         self.n_workers = len(plan.workers)
-        for host, cores in cluster.hosts.items():
-            self.net.add_resource(f"cpu:{host}", cores)
-        for gpu in {cluster.workers[r.rank] for r in plan.workers if r.device is not None}:
-            self.net.add_resource(f"gpu:{gpu}", 1.0)
         self.shards: list[_Shard] = []
         if plan.server:
-            ranges = shard_ranges(model.params, plan.server.shards)
+            ranges = shard_ranges(
+                model.params,
+                plan.server.shards,
+                scenario.algorithm.partition_bytes,
+                model.bytes_per_param,
+            )
             for k, (off, length) in enumerate(ranges):
                 self.shards.append(
                     _Shard(
                         k,
-                        cluster.servers[k],
+                        platform.server_host(k),
                         off,
                         length,
                         plan.server.policy(self.n_workers),
                     )
                 )
-        self.registry_host = cluster.servers[0] if cluster.servers else cluster.node_hosts[0]
+        self.registry_host = platform.registry_host
         self.board = LeaderBoard([list(g) for g in plan.registry.groups]) if plan.registry else None
         self.latest_round: dict[str, int] = {}
         self.fetchers: dict[str, list[tuple[int, simpy.Event]]] = {}
@@ -148,19 +153,9 @@ class SimExecutor:
         self._last_group: dict[tuple[str, Kind], tuple[tuple[str, ...], int]] = {}
         self._latency: dict[tuple[str, str], float] = {}
         self._kinds: dict[type, _OpKind] = {}
-        self.endpoint: dict[str, str] = {}
-        self.host_of: dict[str, str] = {}
-        for r in plan.workers:
-            self.endpoint[r.name] = cluster.workers[r.rank]
-            self.host_of[r.name] = cluster.worker_host[r.rank]
-        for r in plan.comms:
-            self.endpoint[r.name] = self.host_of[r.name] = cluster.node_hosts[r.node]
-        self.device = {
-            r.name: f"gpu:{self.endpoint[r.name]}"
-            if r.device is not None
-            else f"cpu:{self.host_of[r.name]}"
-            for r in plan.roles
-        }
+        self.endpoint = {r.name: platform.endpoint(r) for r in plan.roles}
+        self.host_of = {r.name: platform.host(r) for r in plan.roles}
+        self.cpu_of = {r.name: platform.cpu_of(r) for r in plan.roles}
         self.rngs = {r.name: role_rng(scenario.run.seed, r.name) for r in plan.roles}
 
     # ----------------------------------------------------------------- running
@@ -288,7 +283,7 @@ class SimExecutor:
     # ----------------------------------------------------------- local work
 
     def _device_work(self, role: Role, seconds: float) -> simpy.Event:
-        return self.net.work(self.device[role.name], seconds)
+        return self.platform.compute(self.net, role, seconds)
 
     def _op_load(self, role: Role, op: ops.Load) -> Proc:
         yield self.env.timeout(self.costs.io(self.rngs[role.name]))
@@ -304,8 +299,8 @@ class SimExecutor:
 
     def _op_update(self, role: Role, op: ops.Update) -> Proc:
         if role.device is None:
-            yield self.net.work(
-                f"cpu:{self.host_of[role.name]}", self.costs.update(self.model_bytes)
+            yield self.platform.cpu_work(
+                self.net, self.cpu_of[role.name], self.costs.update(self.model_bytes)
             )
         return None, 0
 
@@ -328,13 +323,13 @@ class SimExecutor:
     def _serve_push(self, shard: _Shard, role: Role, op: ops.Push) -> Proc:
         start = self.env.now
         nbytes = shard.length * self.bpp
-        yield self.net.work(f"cpu:{shard.host}", self.costs.update(nbytes))
+        yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
         applied = shard.policy.on_push(role.rank, op.version)
         if applied is None:
             return
         if shard.policy.aggregate:  # the round's mean is applied once all pushes are in
             shard.applying = True
-            yield self.net.work(f"cpu:{shard.host}", self.costs.update(nbytes))
+            yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
             shard.applying = False
         self._span(
             server_name(shard.index),

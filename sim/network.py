@@ -199,6 +199,21 @@ class FlowNetwork:
             return self.env.timeout(0.0)
         return self._submit(np.array([index], dtype=np.intp), amount, max_rate, 0.0, None)
 
+    def work_on(self, resources: list[str], amount: float, max_rate: float = 1.0) -> simpy.Event:
+        """Run ``amount`` units of work that hold every one of ``resources`` at once.
+
+        A process's CPU work on one machine holds a core of the machine *and*
+        the process's own interpreter lock: two resources, shared max–min fairly
+        like a flow's links. Keep every job on such a resource multi-resource:
+        single-resource jobs are solved apart and would not see these.
+        """
+        indices = [self._index.get(r) for r in resources]
+        if any(i is None or i < self._n_links for i in indices):
+            raise ValueError(f"unknown resource among {resources}; call add_resource first")
+        if amount == 0:
+            return self.env.timeout(0.0)
+        return self._submit(np.array(indices, dtype=np.intp), amount, max_rate, 0.0, None)
+
     def link_stats(self, elapsed_s: float) -> list[dict[str, Any]]:
         """Bytes per directed link (in-flight flows counted so far) and utilisation.
 
@@ -281,7 +296,7 @@ class FlowNetwork:
             self._hops[slot, : len(p.hops)] = p.hops
             self._flow[slot] = p
             first = int(p.hops[0])
-            if first < self._n_links:
+            if first < self._n_links or len(p.hops) > 1:  # several resources: progressive filling
                 on_links.append(slot)
             else:
                 self._jobs[first].add(slot)

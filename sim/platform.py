@@ -1,0 +1,148 @@
+"""Where a simulated run's roles live and what their work costs: a platform.
+
+The executor asks a platform, never the scenario, where a role's bytes leave
+from, what its compute holds, and how a transfer is priced. Two platforms:
+
+- :class:`NominalPlatform`: the scenario's cluster (hosts, GPUs, switches,
+  links), transfers through the flow-level network. What ``pslab sim`` predicts.
+- :class:`LocalPlatform`: the machine the emulator actually runs on, from a
+  calibration profile. Every role is a process on one host: its CPU work
+  holds one of the machine's cores *and* its own interpreter lock, and a
+  gRPC transfer is CPU work on both ends (serialisation, copies) plus a fixed
+  cost per RPC. Emulated compute and loading are sleeps that hold nothing.
+  What ``pslab compare`` predicts, so the comparison checks the model, not
+  the difference between a cluster and a laptop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+
+import networkx as nx
+import simpy
+
+from pslab.algorithms.base import REGISTRY, Plan, Role, server_name
+from pslab.profile import Profile
+from sim.network import FlowNetwork
+from sim.topology import Cluster
+
+MACHINE = "cpu:machine"
+
+
+class NominalPlatform:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.registry_host = cluster.servers[0] if cluster.servers else cluster.node_hosts[0]
+        self.sleep_overshoot_s = 0.0
+
+    def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
+        net = FlowNetwork(env, self.cluster)
+        for host, cores in self.cluster.hosts.items():
+            net.add_resource(f"cpu:{host}", cores)
+        for gpu in {self.cluster.workers[r.rank] for r in plan.workers if r.device is not None}:
+            net.add_resource(f"gpu:{gpu}", 1.0)
+        return net
+
+    def endpoint(self, role: Role) -> str:
+        if role.kind == "worker":
+            return self.cluster.workers[role.rank]
+        return self.cluster.node_hosts[role.node]
+
+    def host(self, role: Role) -> str:
+        if role.kind == "worker":
+            return self.cluster.worker_host[role.rank]
+        return self.cluster.node_hosts[role.node]
+
+    def server_host(self, shard: int) -> str:
+        return self.cluster.servers[shard]
+
+    def cpu_of(self, role: Role) -> str:
+        return self.host(role)
+
+    def cpu_work(self, net: FlowNetwork, where: str, seconds: float) -> simpy.Event:
+        return net.work(f"cpu:{where}", seconds)
+
+    def compute(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
+        if role.device is not None:
+            return net.work(f"gpu:{self.endpoint(role)}", seconds)
+        return net.work(f"cpu:{self.host(role)}", seconds)
+
+
+class LoopbackNetwork(FlowNetwork):
+    """Transfers between processes of one machine: CPU on both ends, then the RPC's fixed cost."""
+
+    def __init__(self, env: simpy.Environment, cluster: Cluster, profile: Profile) -> None:
+        super().__init__(env, cluster)
+        self.profile = profile
+        self.add_resource(MACHINE, profile.machine.cores)
+        for vertex in cluster.graph.nodes:
+            if vertex != "localhost":
+                self.add_resource(f"proc:{vertex}", 1.0)
+
+    def transfer(
+        self, src: str, dst: str, nbytes: float, tag: object = None, max_rate: float = math.inf
+    ) -> simpy.Event:
+        p = self.profile
+        half_rpc = p.rpc_cpu_s / 2
+        send = self.work_on([MACHINE, f"proc:{src}"], nbytes * p.send_cpu_s_per_byte + half_rpc)
+        recv = self.work_on([MACHINE, f"proc:{dst}"], nbytes * p.recv_cpu_s_per_byte + half_rpc)
+        return self.env.process(self._after_rpc(send, recv, tag))
+
+    def _after_rpc(
+        self, send: simpy.Event, recv: simpy.Event, tag: object
+    ) -> Generator[simpy.Event, object, object]:
+        yield send & recv
+        yield self.env.timeout(self.profile.rpc_overhead_s)
+        return tag
+
+
+class LocalPlatform:
+    def __init__(self, plan: Plan, profile: Profile, emulated_compute: bool) -> None:
+        self.profile = profile
+        self.emulated_compute = emulated_compute
+        self.sleep_overshoot_s = profile.sleep_overshoot_s
+        names = [r.name for r in plan.roles]
+        if plan.server is not None:
+            names += [server_name(k) for k in range(plan.server.shards)]
+        if plan.registry is not None:
+            names.append(REGISTRY)
+        g = nx.Graph()
+        g.add_node("localhost", kind="host", cores=profile.machine.cores)
+        for name in names:
+            g.add_node(name, kind="host", cores=1)
+            g.add_edge(name, "localhost", bandwidth=math.inf, latency=0.0, name=name)
+        n = len(plan.workers)
+        self.cluster = Cluster(
+            graph=g,
+            workers=[f"worker-{r}" for r in range(n)],
+            worker_host=["localhost"] * n,
+            node_of_worker=[0] * n,
+            node_hosts=["localhost"],
+            servers=[server_name(k) for k in range(plan.server.shards if plan.server else 0)],
+            hosts={"localhost": profile.machine.cores},
+        )
+        self.registry_host = REGISTRY
+
+    def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
+        return LoopbackNetwork(env, self.cluster, self.profile)
+
+    def endpoint(self, role: Role) -> str:
+        return role.name
+
+    def host(self, role: Role) -> str:
+        return "localhost"
+
+    def server_host(self, shard: int) -> str:
+        return server_name(shard)
+
+    def cpu_of(self, role: Role) -> str:
+        return role.name
+
+    def cpu_work(self, net: FlowNetwork, where: str, seconds: float) -> simpy.Event:
+        return net.work_on([MACHINE, f"proc:{where}"], seconds)
+
+    def compute(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
+        if self.emulated_compute:
+            return net.env.timeout(seconds + self.sleep_overshoot_s)
+        return self.cpu_work(net, role.name, seconds)
