@@ -154,13 +154,71 @@ def measure_rpc(nbytes: int, step: Step) -> dict[str, float]:
     }
 
 
-def measure_sleep() -> float:
+def measure_sleep() -> tuple[float, float]:
+    """Mean and standard deviation of what ``time.sleep`` adds to the time asked for."""
     extra = []
-    for _ in range(20):
+    for _ in range(40):
         t0 = time.perf_counter()
         time.sleep(0.005)
         extra.append(time.perf_counter() - t0 - 0.005)
-    return float(np.median(extra))
+    trimmed = np.sort(extra)[: int(len(extra) * 0.9)]  # a preempted sleep is load, not jitter
+    return float(trimmed.mean()), float(trimmed.std())
+
+
+def measure_worker_update(nbytes: int) -> float:
+    """Seconds per parameter byte of a worker's SGD step on torch tensors (one thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        n = nbytes // 4
+        bufs = {"params": torch.zeros(n), "grad": torch.ones(n)}
+        rules.sgd(bufs, 0.1)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            rules.sgd(bufs, 0.1)
+        return (time.perf_counter() - t0) / 5 / nbytes
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _gloo_member(rank: int, port: int, elements: int) -> None:
+    """One of two processes timing gloo all-reduces; rank 0 prints (small, big) seconds."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    timings = []
+    for size in (1, elements):
+        t = torch.ones(size)
+        for _ in range(3):
+            dist.all_reduce(t)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            dist.all_reduce(t)
+        timings.append((time.perf_counter() - t0) / 10)
+    dist.destroy_process_group()
+    if rank == 0:
+        print(timings[0], timings[1], flush=True)
+
+
+def measure_allreduce(nbytes: int) -> tuple[float, float]:
+    """gloo between two processes: (CPU per byte at each end of a ring step, fixed wait).
+
+    In a two-member ring each process sends and receives the whole tensor, so
+    the time beyond a tiny all-reduce's is 2·nbytes of per-byte work.
+    """
+    from grpc_ps.launch import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "grpc_ps.calibrate", "--gloo", str(nbytes // 4), str(port)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    procs = [
+        subprocess.Popen([*cmd, str(r)], stdout=subprocess.PIPE, text=True, env=env) for r in (0, 1)
+    ]
+    out, _ = procs[0].communicate(timeout=120)
+    procs[1].wait(timeout=30)
+    small, big = (float(x) for x in out.split())
+    return max(big - small, 0.0) / (2 * nbytes), small
 
 
 def measure_compute(model: str, batch: int) -> float:
@@ -191,10 +249,19 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
 
         nbytes = min(max(resolve_model(scenario.workload).nbytes, 1 << 20), 64 << 20)
     step("sleep", 0.0)
-    overshoot = measure_sleep()
+    overshoot, jitter = measure_sleep()
     figures = measure_rpc(nbytes, step)
+    step("gloo all-reduce", 0.7)
+    per_byte, fixed = measure_allreduce(nbytes)
     profile = Profile(
-        machine=machine(), measured_at=time.time(), sleep_overshoot_s=overshoot, **figures
+        machine=machine(),
+        measured_at=time.time(),
+        sleep_overshoot_s=overshoot,
+        sleep_jitter_s=jitter,
+        worker_update_s_per_byte=measure_worker_update(nbytes),
+        allreduce_s_per_byte=per_byte,
+        allreduce_overhead_s=fixed,
+        **figures,
     )
     if scenario is not None:
         profile = with_compute(profile, scenario, step)
@@ -233,8 +300,15 @@ def profile_for(scenario: Scenario, step: Step | None = None) -> Profile:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m grpc_ps.calibrate")
-    p.add_argument("--serve", type=int, required=True, help="elements of the server's shard")
-    _serve_forever(p.parse_args(argv).serve)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--serve", type=int, help="run a shard of this many elements")
+    what.add_argument("--gloo", nargs=3, type=int, metavar=("ELEMENTS", "PORT", "RANK"))
+    args = p.parse_args(argv)
+    if args.serve is not None:
+        _serve_forever(args.serve)
+    else:
+        elements, port, rank = args.gloo
+        _gloo_member(rank, port, elements)
 
 
 if __name__ == "__main__":

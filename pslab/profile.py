@@ -38,12 +38,18 @@ class Profile(BaseModel):
     rpc_overhead_s: float = Field(ge=0, description="wall time of an empty RPC round trip")
     rpc_cpu_s: float = Field(ge=0, description="CPU an RPC costs its two processes together")
     update_s_per_byte: float = Field(ge=0, description="server update time per parameter byte")
-    sleep_overshoot_s: float = Field(0.0, ge=0, description="time.sleep's extra delay")
+    sleep_overshoot_s: float = Field(0.0, ge=0, description="time.sleep's mean extra delay")
+    sleep_jitter_s: float = Field(0.0, ge=0, description="standard deviation of that delay")
+    worker_update_s_per_byte: float = Field(
+        0.0, ge=0, description="a worker's torch SGD step per parameter byte"
+    )
     compute_s: dict[str, float] = Field(
         default_factory=dict, description="real forward+backward per batch, key 'model@batch'"
     )
-    allreduce_s_per_byte: float = Field(0.0, ge=0, description="gloo all-reduce time per byte")
-    allreduce_overhead_s: float = Field(0.0, ge=0, description="gloo all-reduce fixed cost")
+    allreduce_s_per_byte: float = Field(
+        0.0, ge=0, description="CPU per byte a gloo ring step costs each end"
+    )
+    allreduce_overhead_s: float = Field(0.0, ge=0, description="gloo all-reduce fixed wait")
 
     def compute_key(self, model: str, batch: int) -> str:
         return f"{model}@{batch}"

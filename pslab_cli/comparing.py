@@ -42,22 +42,23 @@ def compare(
 ) -> dict[str, Any]:
     """Predict and measure (or read earlier runs), write compare.json and the PNGs."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    if sim_dir is not None:
-        predicted, p_trace = _load_run(sim_dir)
-    else:
+    if sim_dir is None:  # calibrate first: measuring the machine while the run uses it would lie
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("calibrating", total=1.0)
             profile = profile_for(
                 scenario, lambda what, frac: bar.update(task, completed=frac, description=what)
             )
-        result = simulate_emulated(scenario, profile)
-        predicted, p_trace = result.metrics, result.trace
-        write_results(out_dir / "sim", scenario, predicted, p_trace)
     if measured_dir is not None:
         measured, m_trace = _load_run(measured_dir)
     else:
         measure(scenario, out_dir / "measured")
         measured, m_trace = _load_run(out_dir / "measured")
+    if sim_dir is not None:
+        predicted, p_trace = _load_run(sim_dir)
+    else:
+        result = simulate_emulated(scenario, profile, start_offsets(m_trace))
+        predicted, p_trace = result.metrics, result.trace
+        write_results(out_dir / "sim", scenario, predicted, p_trace)
     run = scenario.run
     report = {
         "scenario": scenario.name,
@@ -69,6 +70,16 @@ def compare(
     plots.timeline(p_trace, m_trace, middle, out_dir / "timeline.png")
     plots.breakdown(predicted, measured, out_dir / "breakdown.png")
     return report
+
+
+def start_offsets(trace: Trace) -> dict[str, float]:
+    """When each worker began its first op, relative to the first worker to begin."""
+    first: dict[str, float] = {}
+    for s in trace.spans:
+        if s.role.startswith("worker-") and s.start < first.get(s.role, float("inf")):
+            first[s.role] = s.start
+    t0 = min(first.values(), default=0.0)
+    return {role: t - t0 for role, t in first.items()}
 
 
 def _fmt(value: float | None, pct: bool = False) -> str:

@@ -20,6 +20,7 @@ from rich.table import Table
 import pslab
 from pslab import units
 from pslab.scenario import Scenario, ScenarioError, load_scenario
+from pslab_cli import serve as serve_cli
 
 QUICKSTART = Path(pslab.__file__).resolve().parent / "data" / "quickstart.yaml"
 
@@ -104,6 +105,8 @@ def run_launch(scenario: Scenario, out_dir: Path | None) -> dict[str, Any]:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
+    if args.network:  # --network X is --set emulation.network=X, applied last
+        args.set.append(f"emulation.network={args.network}")
     scenario, _ = _load(args)
     metrics = run_launch(scenario, Path(args.out) if args.out else None)
     if args.json:
@@ -189,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_args(p)
     p.add_argument("-o", "--out", help="write metrics.json and trace.json here")
     p.add_argument("--json", action="store_true", help="print the metrics JSON on stdout")
+    p.add_argument(
+        "--network",
+        choices=["loopback", "netns"],
+        help="loopback: all on 127.0.0.1; netns: a namespace per host, links shaped (root)",
+    )
     p.set_defaults(fn=cmd_launch)
 
     p = sub.add_parser("calibrate", help="measure this machine's emulator costs into a profile")
@@ -208,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", nargs="?", default="scenarios/validation")
     p.add_argument("-o", "--out", default="runs/validate", help="output directory")
     p.set_defaults(fn=cmd_validate)
+
+    serve_cli.add_parsers(sub, scenario_args)  # serve, certs
     return parser
 
 

@@ -21,11 +21,12 @@ class Costs:
         scenario: Scenario,
         layers: list[int],
         bytes_per_param: int,
-        sleep_overshoot_s: float = 0.0,
+        worker_update_s_per_byte: float | None = None,
     ) -> None:
-        """``sleep_overshoot_s``: what a real sleep adds to a modelled load (emulator only)."""
+        """``worker_update_s_per_byte``: a worker's local update cost where it was measured
+        (the emulator's torch update); otherwise the server's rate is used for both."""
         self.workload = scenario.workload
-        self.sleep_overshoot_s = sleep_overshoot_s
+        self.worker_update_s_per_byte = worker_update_s_per_byte
         self.layers = layers
         self.bytes_per_param = bytes_per_param
         self.smooth_s = (
@@ -38,9 +39,13 @@ class Costs:
         return draw(self.workload.compute_time, rng) * fraction
 
     def io(self, rng: np.random.Generator) -> float:
-        seconds = draw(self.workload.io_time, rng)
-        return seconds + self.sleep_overshoot_s if seconds > 0 else 0.0
+        return draw(self.workload.io_time, rng)
 
     def update(self, nbytes: int) -> float:
         """CPU time to apply an update of ``nbytes`` (a few passes over memory)."""
         return nbytes / self.workload.server_update_bandwidth
+
+    def worker_update(self, nbytes: int) -> float:
+        if self.worker_update_s_per_byte is not None:
+            return nbytes * self.worker_update_s_per_byte
+        return self.update(nbytes)

@@ -107,8 +107,15 @@ class SimResult:
 
 class SimExecutor:
     def __init__(
-        self, scenario: Scenario, plan: Plan, platform: NominalPlatform | LocalPlatform
+        self,
+        scenario: Scenario,
+        plan: Plan,
+        platform: NominalPlatform | LocalPlatform,
+        start_at: dict[str, float] | None = None,
     ) -> None:
+        """``start_at``: when each role's program begins (default: all at 0). Compare passes
+        the offsets at which the measured run's processes really started working."""
+        self.start_at = start_at or {}
         self.scenario = scenario
         self.plan = plan
         self.platform = platform
@@ -119,7 +126,7 @@ class SimExecutor:
         self.bpp = model.bytes_per_param
         self.model_bytes = model.nbytes
         self.costs = Costs(
-            scenario, model.layers or [model.params], self.bpp, platform.sleep_overshoot_s
+            scenario, model.layers or [model.params], self.bpp, platform.worker_update_s_per_byte
         )
         self.trace = Trace("sim", meta={"scenario": scenario.name})
         self.n_workers = len(plan.workers)
@@ -188,6 +195,8 @@ class SimExecutor:
         program = role.program()
         marks = IterationMarks(self.trace, role.name, self.host_of[role.name])
         env, add, host = self.env, self.trace.add, self.host_of.get(role.name, role.name)
+        if self.start_at.get(role.name):
+            yield env.timeout(self.start_at[role.name])
         result: Any = None
         while True:
             try:
@@ -286,7 +295,7 @@ class SimExecutor:
         return self.platform.compute(self.net, role, seconds)
 
     def _op_load(self, role: Role, op: ops.Load) -> Proc:
-        yield self.env.timeout(self.costs.io(self.rngs[role.name]))
+        yield self.platform.sleep(self.net, role, self.costs.io(self.rngs[role.name]))
         return None, 0
 
     def _op_compute(self, role: Role, op: ops.Compute) -> Proc:
@@ -300,7 +309,7 @@ class SimExecutor:
     def _op_update(self, role: Role, op: ops.Update) -> Proc:
         if role.device is None:
             yield self.platform.cpu_work(
-                self.net, self.cpu_of[role.name], self.costs.update(self.model_bytes)
+                self.net, self.cpu_of[role.name], self.costs.worker_update(self.model_bytes)
             )
         return None, 0
 
@@ -455,7 +464,7 @@ class SimExecutor:
             return
         size = factor * nbytes
         pairs = [(members[j], members[(j + 1) % n]) for j in range(n)]
-        sends = [self.net.transfer(a, b, size) for a, b in pairs]
+        sends = [self.net.transfer(a, b, size, collective=True) for a, b in pairs]
         steps = round(factor * n)
         tail = (steps - 1) * max(self._hop(a, b) for a, b in pairs) if steps > 1 else 0.0
         self._when_all(sends, lambda: self._succeed_in(done, tail))

@@ -169,13 +169,20 @@ class FlowNetwork:
         self._jobs[self._index[name]] = set()
 
     def transfer(
-        self, src: str, dst: str, nbytes: float, tag: Any = None, max_rate: float = math.inf
+        self,
+        src: str,
+        dst: str,
+        nbytes: float,
+        tag: Any = None,
+        max_rate: float = math.inf,
+        collective: bool = False,
     ) -> simpy.Event:
         """Move ``nbytes`` from ``src`` to ``dst``; the event's value is ``tag``.
 
         It succeeds when the last byte arrives: the max–min-shared bandwidth
         phase plus the path latency. ``max_rate`` caps the flow (bytes/s), for
-        a sender that cannot go faster than its software path.
+        a sender that cannot go faster than its software path. ``collective``
+        marks a step of a collective; links price it like any other flow.
         """
         if nbytes < 0:
             raise ValueError(f"transfer of negative size {nbytes}")

@@ -23,6 +23,7 @@ import networkx as nx
 import simpy
 
 from pslab.algorithms.base import REGISTRY, Plan, Role, server_name
+from pslab.distributions import role_rng
 from pslab.profile import Profile
 from sim.network import FlowNetwork
 from sim.topology import Cluster
@@ -34,7 +35,7 @@ class NominalPlatform:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.registry_host = cluster.servers[0] if cluster.servers else cluster.node_hosts[0]
-        self.sleep_overshoot_s = 0.0
+        self.worker_update_s_per_byte: float | None = None
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
         net = FlowNetwork(env, self.cluster)
@@ -63,6 +64,9 @@ class NominalPlatform:
     def cpu_work(self, net: FlowNetwork, where: str, seconds: float) -> simpy.Event:
         return net.work(f"cpu:{where}", seconds)
 
+    def sleep(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
+        return net.env.timeout(seconds)
+
     def compute(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
         if role.device is not None:
             return net.work(f"gpu:{self.endpoint(role)}", seconds)
@@ -81,19 +85,31 @@ class LoopbackNetwork(FlowNetwork):
                 self.add_resource(f"proc:{vertex}", 1.0)
 
     def transfer(
-        self, src: str, dst: str, nbytes: float, tag: object = None, max_rate: float = math.inf
+        self,
+        src: str,
+        dst: str,
+        nbytes: float,
+        tag: object = None,
+        max_rate: float = math.inf,
+        collective: bool = False,
     ) -> simpy.Event:
+        """A gRPC stream, or (``collective``) a gloo ring step over TCP: each priced as measured."""
         p = self.profile
-        half_rpc = p.rpc_cpu_s / 2
-        send = self.work_on([MACHINE, f"proc:{src}"], nbytes * p.send_cpu_s_per_byte + half_rpc)
-        recv = self.work_on([MACHINE, f"proc:{dst}"], nbytes * p.recv_cpu_s_per_byte + half_rpc)
-        return self.env.process(self._after_rpc(send, recv, tag))
+        if collective:
+            send_b = recv_b = p.allreduce_s_per_byte
+            fixed_cpu, wait = 0.0, p.allreduce_overhead_s
+        else:
+            send_b, recv_b = p.send_cpu_s_per_byte, p.recv_cpu_s_per_byte
+            fixed_cpu, wait = p.rpc_cpu_s / 2, p.rpc_overhead_s
+        send = self.work_on([MACHINE, f"proc:{src}"], nbytes * send_b + fixed_cpu)
+        recv = self.work_on([MACHINE, f"proc:{dst}"], nbytes * recv_b + fixed_cpu)
+        return self.env.process(self._after(send, recv, wait, tag))
 
-    def _after_rpc(
-        self, send: simpy.Event, recv: simpy.Event, tag: object
+    def _after(
+        self, send: simpy.Event, recv: simpy.Event, wait: float, tag: object
     ) -> Generator[simpy.Event, object, object]:
         yield send & recv
-        yield self.env.timeout(self.profile.rpc_overhead_s)
+        yield self.env.timeout(wait)
         return tag
 
 
@@ -101,7 +117,10 @@ class LocalPlatform:
     def __init__(self, plan: Plan, profile: Profile, emulated_compute: bool) -> None:
         self.profile = profile
         self.emulated_compute = emulated_compute
-        self.sleep_overshoot_s = profile.sleep_overshoot_s
+        self.worker_update_s_per_byte = profile.worker_update_s_per_byte
+        self._jitter = {
+            r.name: role_rng(plan.scenario.run.seed, f"{r.name}:sleep") for r in plan.roles
+        }
         names = [r.name for r in plan.roles]
         if plan.server is not None:
             names += [server_name(k) for k in range(plan.server.shards)]
@@ -142,7 +161,20 @@ class LocalPlatform:
     def cpu_work(self, net: FlowNetwork, where: str, seconds: float) -> simpy.Event:
         return net.work_on([MACHINE, f"proc:{where}"], seconds)
 
+    def sleep(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
+        """A real ``time.sleep``: it overshoots by a little, and by a different little each
+        time. That jitter is what spreads asynchronous workers out of lock-step in real runs,
+        so it is drawn (gamma, the measured mean and spread), not averaged away."""
+        if seconds <= 0:
+            return net.env.timeout(0.0)
+        mean, std = self.profile.sleep_overshoot_s, self.profile.sleep_jitter_s
+        extra = mean
+        if std > 0 and mean > 0:
+            shape = (mean / std) ** 2
+            extra = float(self._jitter[role.name].gamma(shape, mean / shape))
+        return net.env.timeout(seconds + extra)
+
     def compute(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
         if self.emulated_compute:
-            return net.env.timeout(seconds + self.sleep_overshoot_s)
+            return self.sleep(net, role, seconds)
         return self.cpu_work(net, role.name, seconds)

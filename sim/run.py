@@ -31,12 +31,19 @@ def emulated_scenario(scenario: Scenario, profile: Profile) -> Scenario:
     return Scenario.model_validate(data)
 
 
-def simulate_emulated(scenario: Scenario, profile: Profile) -> SimResult:
-    """Predict the emulator's run of ``scenario`` on the machine ``profile`` describes."""
+def simulate_emulated(
+    scenario: Scenario, profile: Profile, start_at: dict[str, float] | None = None
+) -> SimResult:
+    """Predict the emulator's run of ``scenario`` on the machine ``profile`` describes.
+
+    ``start_at``: when each role began working in the measured run. Processes start
+    hundreds of milliseconds apart (interpreter and torch start-up); a synchronous
+    variant forgets that at its first barrier, an asynchronous one keeps the phases.
+    """
     local = emulated_scenario(scenario, profile)
     plan = build_plan(local)
     platform = LocalPlatform(plan, profile, emulated_compute=local.emulation.compute != "real")
-    result = SimExecutor(local, plan, platform).run()
+    result = SimExecutor(local, plan, platform, start_at).run()
     result.trace.meta["platform"] = "local"
     return result
 

@@ -1,0 +1,47 @@
+"""Compare end to end on the quickstart: calibrate, emulate, predict, and agree."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pslab.compare import compare_metrics, error_pct
+from pslab_cli.main import main
+
+
+@pytest.mark.slow  # calibration and real processes: tens of seconds
+def test_quickstart_prediction_is_within_bounds(tmp_path, capsys) -> None:
+    out = tmp_path / "cmp"
+    assert main(["compare", "--set", "run.iterations=14", "-o", str(out)]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    it = report["metrics"]["iteration_time_s"]
+    assert abs(it["error_pct"]) <= 20, it
+    assert abs(report["metrics"]["overlap_ratio"]["abs_error"]) <= 0.1
+    for png in ("timeline.png", "breakdown.png"):
+        assert (out / png).stat().st_size > 1000
+    assert "iteration_time_s" in capsys.readouterr().out
+    # --sim/--measured re-compare earlier runs without running anything
+    again = tmp_path / "again"
+    args = ["compare", "--sim", str(out / "sim"), "--measured", str(out / "measured")]
+    assert main([*args, "-o", str(again)]) == 0
+    assert json.loads((again / "compare.json").read_text())["metrics"] == report["metrics"]
+
+
+def test_error_pct_and_metric_join() -> None:
+    assert error_pct(1.1, 1.0) == pytest.approx(10.0)
+    assert error_pct(0.0, 0.0) == 0.0
+    assert error_pct(1.0, 0.0) is None
+    m = {
+        "iteration_time_s": 1.0,
+        "throughput_samples_per_s": 2.0,
+        "compute_time_s": 0.5,
+        "io_time_s": 0.1,
+        "comm_time_s": 0.4,
+        "exposed_comm_time_s": 0.2,
+        "overlap_ratio": 0.5,
+        "staleness": {"mean": 1.0},
+    }
+    out = compare_metrics(m, {**m, "overlap_ratio": 0.4})
+    assert out["overlap_ratio"]["abs_error"] == pytest.approx(0.1)
+    assert out["iteration_time_s"]["error_pct"] == 0.0
