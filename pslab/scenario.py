@@ -240,13 +240,27 @@ class ScenarioError(Exception):
 
 
 def _format_validation(source: str, err: ValidationError) -> str:
+    """One line per wrong field: its dotted path, what was expected, what was given.
+
+    A field that accepts alternatives (a duration or a distribution) fails once per
+    alternative; only the first, most specific complaint is kept.
+    """
     lines = [f"{source}: invalid scenario"]
+    seen: set[str] = set()
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        parts = [str(p) for p in e["loc"]]
+        while parts and (parts[-1][:1].isupper() or "[" in parts[-1] or parts[-1] == "float"):
+            parts.pop()  # pydantic's names for the alternatives of a union, not fields
+        path = ".".join(parts) or "<top>"
+        if path in seen:
+            continue
+        seen.add(path)
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        lines.append(f"  {path or '<top>'}: {msg}{shown}")
+        shown = ""
+        if not isinstance(got, dict | list) and got is not None and repr(got) not in msg:
+            shown = f" (got {got!r})"
+        lines.append(f"  {path}: {msg}{shown}")
     return "\n".join(lines)
 
 
