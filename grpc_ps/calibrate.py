@@ -223,8 +223,8 @@ def measure_allreduce(nbytes: int) -> tuple[float, float]:
 
 def measure_compute(model: str, batch: int) -> float:
     """Forward+backward seconds per batch, one torch thread, as a launched worker runs it."""
-    from grpc_ps.data import Batches, load
-    from grpc_ps.models import FlatModel
+    from pslab.data import Batches, load
+    from pslab.models import FlatModel
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -21,13 +21,13 @@ import torch.distributed as dist
 from grpc_ps import peers
 from grpc_ps.client import PSClient
 from grpc_ps.communicator import CommunicatorServicer
-from grpc_ps.data import Batches, load
 from grpc_ps.endpoints import Endpoints
-from grpc_ps.models import FlatModel, initial_params
 from grpc_ps.pb import ps_pb2 as pb
 from pslab import ops, rules
 from pslab.algorithms.base import Plan, Role, worker_name
+from pslab.data import Batches, load
 from pslab.distributions import draw, role_rng
+from pslab.models import FlatModel, initial_params
 from pslab.smoothing import smooth_segments
 from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
 

@@ -75,3 +75,20 @@ def server_apply(x: Any, total: Any, count: int, mode: str, lr: float) -> None:
         x += total
     else:
         raise ValueError(f"unknown push mode {mode!r}")
+
+
+def server_update(
+    x: Any, total: Any, count: int, mode: str, lr: float, momentum: float, velocity: Any
+) -> None:
+    """A parameter server's whole update for ``count`` pushes summing to ``total``.
+
+    ``grad`` with momentum: a heavy-ball step on the mean gradient (``total`` is
+    scaled in place); otherwise :func:`server_apply`. The gRPC shard runs this
+    block by block; the simulator's numerics on whole arrays.
+    """
+    if mode == "grad" and velocity is not None:
+        bufs = {"params": x, "grad": total, "velocity": velocity}
+        scale(bufs, "grad", 1.0 / count)
+        sgd(bufs, lr, momentum)
+    else:
+        server_apply(x, total, count, mode, lr)

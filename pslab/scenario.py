@@ -230,6 +230,11 @@ class Scenario(Strict):
             AlgorithmName.ssp,
             AlgorithmName.easgd,
         )
+        if self.numerics is not None and self.workload.model != self.numerics.model:
+            raise ValueError(
+                f"numerics.model is {self.numerics.model!r}: set workload.model to it too, "
+                "so time is priced for the model whose accuracy is computed"
+            )
         if needs_server and self.topology.servers < 1:
             raise ValueError(f"algorithm {self.algorithm.name.value} needs topology.servers >= 1")
         return self

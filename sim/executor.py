@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import simpy
 from simpy.events import NORMAL, PENDING
 
@@ -29,6 +30,7 @@ from pslab.scenario import Scenario
 from pslab.shards import shard_ranges
 from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
 from sim.costs import Costs
+from sim.numerics import Numerics
 from sim.platform import LocalPlatform, NominalPlatform
 
 SMALL_MESSAGE = 64  # bytes of a control message (a loss report)
@@ -103,6 +105,7 @@ class _Rendezvous:
 class SimResult:
     metrics: dict[str, Any]
     trace: Trace
+    params: np.ndarray | None = None  # numerics runs: the workers' average final parameters
 
 
 class SimExecutor:
@@ -164,6 +167,11 @@ class SimExecutor:
         self.host_of = {r.name: platform.host(r) for r in plan.roles}
         self.cpu_of = {r.name: platform.cpu_of(r) for r in plan.roles}
         self.rngs = {r.name: role_rng(scenario.run.seed, r.name) for r in plan.roles}
+        self.numerics = (
+            Numerics(plan, [(s.offset, s.length) for s in self.shards])
+            if scenario.numerics is not None
+            else None
+        )
 
     # ----------------------------------------------------------------- running
 
@@ -183,13 +191,26 @@ class SimExecutor:
             self.scenario.run.iterations,
             links=self.net.link_stats(elapsed) if elapsed > 0 else [],
             extra={
+                **(self._final_numerics() if self.numerics else {}),
                 "events": self.env.events_processed,
                 "wall_time_s": wall,
                 "simulated_time_s": elapsed,
                 "source": "sim",
             },
         )
-        return SimResult(metrics, self.trace)
+        params = self.numerics.average_params() if self.numerics is not None else None
+        return SimResult(metrics, self.trace, params)
+
+    def _final_numerics(self) -> dict[str, Any]:
+        assert self.numerics is not None
+        self.numerics.evaluate(self.env.now, self.scenario.run.iterations)
+        return self.numerics.metrics()
+
+    def _evaluate(self, iteration: int) -> None:
+        """Test the workers' average model at worker 0's iteration marks (numerics runs)."""
+        assert self.numerics is not None
+        loss, acc = self.numerics.evaluate(self.env.now, iteration)
+        self.trace.counter("worker-0", "test", self.env.now, {"loss": loss, "accuracy": acc})
 
     def _drive(self, role: Role) -> Proc:
         program = role.program()
@@ -205,6 +226,8 @@ class SimExecutor:
                 break
             if isinstance(op, ops.Iteration):
                 marks.mark(op.iteration, self.env.now)
+                if self.numerics is not None and role.name == "worker-0":
+                    self._evaluate(op.iteration)
                 result = None
             elif isinstance(op, ops.Start | ops.Wait):
                 result = yield from self._timed(role, op, blocking=True)
@@ -296,14 +319,20 @@ class SimExecutor:
 
     def _op_load(self, role: Role, op: ops.Load) -> Proc:
         yield self.platform.sleep(self.net, role, self.costs.io(self.rngs[role.name]))
+        if self.numerics is not None:
+            self.numerics.load(role.name, op.iteration)
         return None, 0
 
     def _op_compute(self, role: Role, op: ops.Compute) -> Proc:
         yield self._device_work(role, self.costs.compute(self.rngs[role.name], op.fraction))
+        if self.numerics is not None:
+            return self.numerics.compute(role.name, op.iteration, op.phase), 0
         return None, 0
 
     def _op_smooth(self, role: Role, op: ops.Smooth) -> Proc:
         yield self._device_work(role, self.costs.smooth_s)
+        if self.numerics is not None:
+            self.numerics.smooth(role.name, op.buf)
         return None, 0
 
     def _op_update(self, role: Role, op: ops.Update) -> Proc:
@@ -311,6 +340,8 @@ class SimExecutor:
             yield self.platform.cpu_work(
                 self.net, self.cpu_of[role.name], self.costs.worker_update(self.model_bytes)
             )
+        if self.numerics is not None:
+            self.numerics.update(role.name, op.rule, op.kwargs)
         return None, 0
 
     # ------------------------------------------------------- parameter server
@@ -333,6 +364,12 @@ class SimExecutor:
         start = self.env.now
         nbytes = shard.length * self.bpp
         yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
+        aggregate = shard.policy.aggregate
+        received = (
+            self.numerics.pushed(shard.index, role.name, op.buf, aggregate)
+            if self.numerics is not None
+            else None
+        )
         applied = shard.policy.on_push(role.rank, op.version)
         if applied is None:
             return
@@ -340,6 +377,9 @@ class SimExecutor:
             shard.applying = True
             yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
             shard.applying = False
+        if self.numerics is not None:
+            total = None if aggregate else received
+            self.numerics.apply(shard.index, total, len(applied.workers), op.mode)
         self._span(
             server_name(shard.index),
             "apply",
@@ -368,6 +408,8 @@ class SimExecutor:
                 gate = self.env.event()
                 s.waiters.append((role.rank, gate))
                 yield gate
+            if self.numerics is not None:  # the server streams the version it has now
+                self.numerics.pulled(s.index, role.name, op.buf)
         pulls = [self.net.transfer(s.host, dst, s.length * self.bpp) for s in self.shards]
         yield pulls[0] if len(pulls) == 1 else self.env.all_of(pulls)
         return min(s.policy.version for s in self.shards), self.model_bytes
@@ -508,12 +550,13 @@ class SimExecutor:
 
     def _op_allreduce(self, role: Role, op: ops.AllReduce) -> Proc:
         nbytes = self._span_bytes(op.span)
-        yield self._collective(
-            role,
-            "allreduce",
-            op.group,
-            lambda done: self._allreduce_body(op.group, nbytes, done),
-        )
+
+        def body(done: simpy.Event) -> None:
+            if self.numerics is not None:
+                self.numerics.allreduce(op.group, op.buf, op.span, op.average)
+            self._allreduce_body(op.group, nbytes, done)
+
+        yield self._collective(role, "allreduce", op.group, body)
         return None, nbytes
 
     def _op_reduce(self, role: Role, op: ops.Reduce) -> Proc:
@@ -521,6 +564,8 @@ class SimExecutor:
         root = self.endpoint[op.root]
 
         def body(done: simpy.Event) -> None:
+            if self.numerics is not None:
+                self.numerics.reduce(op.group, op.root, op.buf, op.span)
             sends = [
                 self.net.transfer(src, root, nbytes)
                 for src in map(self.endpoint.__getitem__, op.group)
@@ -536,6 +581,8 @@ class SimExecutor:
         root = self.endpoint[op.root]
 
         def body(done: simpy.Event) -> None:
+            if self.numerics is not None:
+                self.numerics.broadcast(op.group, op.root, op.buf, op.span)
             sends = [
                 self.net.transfer(root, dst, nbytes)
                 for dst in map(self.endpoint.__getitem__, op.group)
@@ -563,6 +610,8 @@ class SimExecutor:
     def _op_publish(self, role: Role, op: ops.Publish) -> Proc:
         yield self.net.transfer(self.endpoint[role.name], self.registry_host, self.model_bytes)
         self.latest_round[op.key] = max(self.latest_round.get(op.key, -1), op.round)
+        if self.numerics is not None:
+            self.numerics.publish(role.name, op.key, op.round, op.buf)
         waiting = self.fetchers.pop(op.key, [])
         for min_round, event in waiting:
             if op.round >= min_round:
@@ -578,5 +627,7 @@ class SimExecutor:
             event = self.env.event()
             self.fetchers.setdefault(op.key, []).append((op.round, event))
             yield event
+        if self.numerics is not None:  # the registry streams the copy it holds now
+            self.numerics.fetch(role.name, op.key, op.buf)
         yield self.net.transfer(self.registry_host, self.endpoint[role.name], self.model_bytes)
         return True, self.model_bytes

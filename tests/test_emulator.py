@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from grpc_ps.data import Batches, load
 from grpc_ps.launch import LaunchError, launch
-from grpc_ps.models import FlatModel
+from pslab.data import Batches, load
+from pslab.models import FlatModel
 from pslab.scenario import scenario_from_dict
 
 pytestmark = pytest.mark.slow  # real processes: several seconds each
@@ -123,3 +123,20 @@ def test_smoothing_sharding_and_async_leaders_train(algorithm, extra, topology) 
     data["topology"].update(topology)
     metrics = launch(scenario_from_dict(data)).metrics
     assert metrics["test_accuracy"] >= 0.9, metrics
+
+
+@pytest.mark.parametrize("algorithm", ["sync_ps", "layered_sgd"])
+def test_simulated_numerics_follow_the_emulated_training(algorithm: str) -> None:
+    from sim.run import simulate
+
+    data = digits(algorithm, 4, 12, lr=0.2, groups=2)
+    data["numerics"] = {"model": "digits_mlp", "target_accuracy": 0.5}
+    scenario = scenario_from_dict(data)
+    simulated = simulate(scenario)
+    measured = launch(scenario)
+    assert simulated.params is not None and measured.params is not None
+    np.testing.assert_allclose(simulated.params, measured.params, rtol=1e-4, atol=1e-6)
+    assert simulated.metrics["test_accuracy"] == pytest.approx(
+        measured.metrics["test_accuracy"], abs=1e-6
+    )
+    assert simulated.metrics["time_to_target_s"] is not None
