@@ -29,9 +29,9 @@ import torch
 
 from grpc_ps import roles
 from grpc_ps.client import PSClient
-from grpc_ps.data import load
+from pslab.data import load
 from grpc_ps.endpoints import Endpoints
-from grpc_ps.models import FlatModel
+from pslab.models import FlatModel
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, server_name
 from pslab.metrics import compute_metrics

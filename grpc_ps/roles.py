@@ -24,7 +24,7 @@ import numpy as np
 from grpc_ps.communicator import CommunicatorServicer
 from grpc_ps.endpoints import Endpoints
 from grpc_ps.executor import EmuExecutor
-from grpc_ps.models import initial_params
+from pslab.models import initial_params
 from grpc_ps.server import LeaderRegistryServicer, ParameterServerServicer, serve
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, comm_name, server_name
