@@ -3,10 +3,19 @@
 The worker never sees shards: :class:`PSClient` cuts its flat gradient by the ranges the
 servers announced at registration, streams every shard's slice concurrently, and pulls every
 shard concurrently straight into the caller's array.
+
+It rides out a server restart: a call that fails UNAVAILABLE (the server died under it) is
+retried with exponential backoff until ``retry_for`` seconds have passed, and a new call
+waits for the server to be back (``wait_for_ready``) within its deadline. Retrying a push is
+safe because the server applies a ``(worker, iteration)`` only once.
 """
 
 from __future__ import annotations
 
+import random
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -17,6 +26,7 @@ import numpy as np
 from google.protobuf import message_factory
 
 from grpc_ps import tensors
+from grpc_ps.auth import Security
 from grpc_ps.pb import ps_pb2 as pb
 from grpc_ps.server import DTYPE, grpc_options
 
@@ -27,6 +37,36 @@ _KINDS = {
     (True, False): "stream_unary",
     (True, True): "stream_stream",
 }
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+DEFAULT_RETRY_S = 60.0
+_BACKOFF_S = (0.05, 2.0)  # first and longest pause between attempts
+
+
+class Retrying:
+    """Retries calls that failed UNAVAILABLE, with jittered exponential backoff.
+
+    Counts every failure it saw by status code (``errors``), retried or not.
+    """
+
+    def __init__(self, retry_for: float) -> None:
+        self.retry_for = retry_for
+        self.errors: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, call: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.retry_for
+        pause = _BACKOFF_S[0]
+        while True:
+            try:
+                return call()
+            except grpc.RpcError as e:
+                code = e.code()
+                with self._lock:
+                    self.errors[code.name] += 1
+                if code not in RETRYABLE or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, _BACKOFF_S[1])
 
 
 def stub(channel: grpc.Channel, service: str) -> SimpleNamespace:
@@ -65,21 +105,33 @@ class PSClient:
         total: int,
         chunk_bytes: int = tensors.DEFAULT_CHUNK_BYTES,
         timeout: float | None = None,
+        security: Security | None = None,
+        retry_for: float | None = None,
     ) -> None:
-        """``timeout``: per-RPC deadline in seconds (None: none, blocking pulls may wait long)."""
+        """``timeout``: per-RPC deadline in seconds (None: none, blocking pulls may wait long).
+
+        ``security``: token and TLS (default: from the environment). ``retry_for``: how long
+        to keep retrying a call through a server restart (default: ``timeout``, or 60 s).
+        """
         self.worker, self.world, self.total = worker, world, total
         self.chunk_bytes, self.timeout = chunk_bytes, timeout
-        self._channels = [grpc.insecure_channel(a, options=grpc_options()) for a in addresses]
+        security = Security.from_env() if security is None else security
+        self._channels = [security.channel(a, grpc_options()) for a in addresses]
+        self.retry = Retrying(retry_for or timeout or DEFAULT_RETRY_S)
         self._stubs = [stub(c, "ParameterServer") for c in self._channels]
         self._pool = ThreadPoolExecutor(max_workers=len(addresses), thread_name_prefix="ps-shard")
         self.shards: list[pb.ShardMap] = []
         self.versions: list[int] = [0] * len(addresses)  # per shard, from the last pull
 
     def _each(self, fn: Callable[[int], T]) -> list[T]:
-        """Run ``fn(k)`` for every shard concurrently; re-raise the first failure."""
+        """Run ``fn(k)`` (retrying) for every shard concurrently; re-raise the first failure."""
+
+        def retried(k: int) -> T:
+            return self.retry(lambda: fn(k))
+
         if len(self._stubs) == 1:
-            return [fn(0)]
-        return list(self._pool.map(fn, range(len(self._stubs))))
+            return [retried(0)]
+        return list(self._pool.map(retried, range(len(self._stubs))))
 
     def _slice(self, flat: np.ndarray, k: int) -> np.ndarray:
         s = self.shards[k]
@@ -167,8 +219,11 @@ class PSClient:
             stream = self._stubs[k].Pull(req, timeout=self.timeout, wait_for_ready=True)
             return tensors.receive_pull(stream, self._slice(out, k))
 
-        self.versions = self._each(one)
-        return min(self.versions)
+        versions = self._each(one)
+        if any(new < old for new, old in zip(versions, self.versions, strict=True)):
+            raise RuntimeError(f"shard versions went backward: {self.versions} -> {versions}")
+        self.versions = versions
+        return min(versions)
 
     def leave(self) -> None:
         """Tell every shard this worker is gone, so it no longer holds a round or others back."""
@@ -176,7 +231,11 @@ class PSClient:
         self._each(lambda k: self._stubs[k].Leave(req, timeout=self.timeout, wait_for_ready=True))
 
     def stats(self) -> list[pb.StatsReply]:
-        return self._each(lambda k: self._stubs[k].Stats(pb.StatsRequest(), timeout=self.timeout))
+        return self._each(
+            lambda k: self._stubs[k].Stats(
+                pb.StatsRequest(), timeout=self.timeout, wait_for_ready=True
+            )
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -44,10 +44,7 @@ class CommunicatorServicer(pb_grpc.CommunicatorServicer, Books):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"worker {first.worker} is not in this group",
             )
-        try:
-            arr = tensors.receive_new(first, rest, self.max_elements)
-        except tensors.ChunkError as e:
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        arr = self._receive_finite(first, rest, self.max_elements, context)
         key = (first.iteration, first.key)
         with self._cond:
             seen, total = self._sums.get(key, (set(), None))

@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import itertools
 
-import grpc
 import numpy as np
 
 from grpc_ps import tensors
+from grpc_ps.auth import Security
 from grpc_ps.client import stub
 from grpc_ps.pb import ps_pb2 as pb
 from grpc_ps.server import grpc_options
 
 
 class _Peer:
-    def __init__(self, address: str, chunk_bytes: int, timeout: float | None) -> None:
-        self.channel = grpc.insecure_channel(address, options=grpc_options())
+    """A stub of one service, with the token and TLS of ``security`` (default: the env)."""
+
+    SERVICE = ""
+
+    def __init__(
+        self,
+        address: str,
+        chunk_bytes: int,
+        timeout: float | None,
+        security: Security | None = None,
+    ) -> None:
+        security = Security.from_env() if security is None else security
+        self.channel = security.channel(address, grpc_options())
+        self.stub = stub(self.channel, self.SERVICE)
         self.chunk_bytes, self.timeout = chunk_bytes, timeout
 
     def close(self) -> None:
@@ -27,9 +39,7 @@ class _Peer:
 
 
 class RegistryClient(_Peer):
-    def __init__(self, address: str, chunk_bytes: int, timeout: float | None) -> None:
-        super().__init__(address, chunk_bytes, timeout)
-        self.stub = stub(self.channel, "LeaderRegistry")
+    SERVICE = "LeaderRegistry"
 
     def report(self, worker: int, loss: float, round_: int) -> tuple[int, int]:
         reply = self.stub.ReportLoss(
@@ -55,9 +65,7 @@ class RegistryClient(_Peer):
 
 
 class CommClient(_Peer):
-    def __init__(self, address: str, chunk_bytes: int, timeout: float | None) -> None:
-        super().__init__(address, chunk_bytes, timeout)
-        self.stub = stub(self.channel, "Communicator")
+    SERVICE = "Communicator"
 
     def reduce(self, arr: np.ndarray, iteration: int, key: str, worker: int) -> None:
         chunks = tensors.push_chunks(

@@ -14,10 +14,17 @@ current array by reference, and an update that finds readers on it writes the ne
 parameters into the push's own buffer instead (copy-on-write), so every pull sees one
 consistent version. gRPC's own buffers are bounded by fixed flow-control windows
 (:func:`grpc_options`).
+
+Pushes are idempotent: ``(worker, iteration)`` names a push, a worker's iterations increase,
+and a push not above the worker's last accepted iteration is a retry, acknowledged and not
+applied again, so a worker may resend whatever it is unsure of. With a
+:class:`~grpc_ps.checkpoint.Journal`, every accepted push is durable before it is
+acknowledged, and a restarted server resumes exactly where the dead one acknowledged.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -29,9 +36,12 @@ from typing import NoReturn
 import grpc
 import numpy as np
 from google.protobuf import empty_pb2, message_factory
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from grpc_ps import tensors
+from grpc_ps.auth import Security, check_bind
+from grpc_ps.checkpoint import LEAVE, PUSH, Journal, Record, State
 from grpc_ps.pb import ps_pb2 as pb
 from grpc_ps.pb import ps_pb2_grpc as pb_grpc
 from pslab import rules
@@ -70,6 +80,12 @@ _BLOCK = 1 << 18  # elements per update block: temporaries stay in cache, never 
 _MODES = {pb.PUSH_MODE_GRAD: "grad", pb.PUSH_MODE_DELTA: "delta"}
 
 
+def finite(arr: np.ndarray) -> bool:
+    """No NaN or Inf: one pass, no temporary (a float64 sum of float32 cannot overflow)."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, which is the answer
+        return math.isfinite(arr.sum(dtype=np.float64))
+
+
 class Books:
     """Shared by the servicers: one lock/condition, rejection counts, waiting on a condition."""
 
@@ -95,6 +111,22 @@ class Books:
         if first is None:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "empty stream")
         return first, chunks
+
+    def _receive_finite(
+        self,
+        first: tensors.Chunk,
+        rest: Iterator[tensors.Chunk],
+        limit: int,
+        context: grpc.ServicerContext,
+    ) -> np.ndarray:
+        """A whole stream into a new array (size checked first); NaN or Inf: rejected."""
+        try:
+            arr = tensors.receive_new(first, rest, limit)
+        except tensors.ChunkError as e:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if not finite(arr):
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "NaN or Inf in the tensor")
+        return arr
 
     def _wait(self, context: grpc.ServicerContext, ready: Callable[[], bool]) -> bool:
         """Wait (holding ``_cond``) until ``ready()``; False once the caller has gone away.
@@ -164,8 +196,12 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
         initial: np.ndarray | None = None,
         max_buffers: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        journal: Journal | None = None,
     ) -> None:
         """``initial``: this shard's starting parameters; None waits for a worker's Init.
+
+        ``journal``: where the shard's state is made durable; if it holds a checkpoint, the
+        shard resumes from it (and ``initial`` only gives the shape).
 
         ``clock`` times each update for :attr:`applies` (a run's shared trace clock).
 
@@ -206,12 +242,79 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
         self._bytes_out = 0
         self.clock = clock
         self.applies: list[tuple[float, float, list[int], int]] = []  # start, end, stale, version
+        self._last_iteration = [-1] * n_workers  # per worker, the last push id accepted
+        self._non_finite = 0
+        self._duplicates = 0
+        self.journal = journal
+        if journal is not None and journal.exists():
+            self._resume(journal)
+        elif journal is not None and self._params is not None:
+            self._checkpoint()
+
+    # -- durability -----------------------------------------------------------------------
+
+    def _resume(self, journal: Journal) -> None:
+        """Load the last checkpoint and replay the journal: the state the dead server acked."""
+        state, records = journal.load(self.length * DTYPE.itemsize)
+        if len(state.params) != self.length or len(state.clock) != self.n_workers:
+            raise ValueError(
+                f"{journal.directory} holds a shard of {len(state.params)} elements and "
+                f"{len(state.clock)} workers, not {self.length} and {self.n_workers}"
+            )
+        if (state.velocity is None) != (self._velocity is None):
+            raise ValueError(f"{journal.directory}: momentum does not match the checkpoint")
+        with self._cond:
+            self._params = state.params.astype(DTYPE, copy=False)
+            self._live = max(self._live, 1)
+            if self._velocity is not None and state.velocity is not None:
+                self._velocity[:] = state.velocity
+            self.policy.version, self.policy.clock = state.version, list(state.clock)
+            self.policy.live = set(state.live)
+            self._last_iteration = list(state.last_iteration)
+            self._received, self._applied = state.received, state.applied
+            for r in records:
+                if r.kind == LEAVE:
+                    self._leave(r.worker, record=False)
+                else:
+                    buf = self._new_buffer()
+                    buf[:] = np.frombuffer(r.data, DTYPE)
+                    self._accept(r.worker, r.iteration, r.computed_on, r.mode, buf, record=False)
+            if records:
+                self._checkpoint()  # replayed pushes are in no journal from here on
+
+    def _checkpoint(self) -> None:
+        """Write a checkpoint (holding ``_cond``), unless a BSP round is open: its pushes
+        live in the journal until the round closes."""
+        assert self.journal is not None and self._params is not None
+        if self._round_sum is not None:
+            return
+        self.journal.checkpoint(
+            State(
+                self._params,
+                self._velocity,
+                self.policy.version,
+                list(self.policy.clock),
+                sorted(self.policy.live),
+                list(self._last_iteration),
+                self._received,
+                self._applied,
+            )
+        )
+
+    def checkpoint(self) -> None:
+        """A checkpoint now (e.g. on a clean shutdown), if there is a journal and a model."""
+        with self._cond:
+            if self.journal is not None and self._params is not None:
+                self._checkpoint()
 
     # -- buffers (all under _cond) --------------------------------------------------------
 
     def _take_buffer(self, context: grpc.ServicerContext) -> np.ndarray | None:
         if not self._wait(context, lambda: bool(self._pool) or self._live < self._max_buffers):
             return None
+        return self._new_buffer()
+
+    def _new_buffer(self) -> np.ndarray:
         if self._pool:
             return self._pool.pop()
         self._live += 1
@@ -256,7 +359,14 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
                 f"server holds {self.total} float32",
             )
         with self._cond:
+            if request.worker not in self.policy.live:
+                self._abort(
+                    context,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"worker {request.worker} has left",
+                )
             version = self.policy.version
+            next_iteration = self._last_iteration[request.worker] + 1
         return pb.ShardMap(
             shard_id=self.shard_id,
             offset=self.offset,
@@ -264,6 +374,7 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
             num_shards=self.n_shards,
             version=version,
             dtype=pb.DTYPE_FLOAT32,
+            next_iteration=next_iteration,
         )
 
     def _receive(
@@ -316,6 +427,8 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
             if taken:
                 self._params = buf
                 self._cond.notify_all()
+                if self.journal is not None:
+                    self._checkpoint()
             else:
                 self._release(buf)
             return pb.PushReply(version=self.policy.version, applied=taken)
@@ -332,27 +445,60 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
         buf = self._receive(first, rest, context)
         if buf is None:
             return pb.PushReply()
+        ok = finite(buf)
         with self._cond:
+            if not ok:
+                self._non_finite += 1
+                self._release(buf)
+                self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "NaN or Inf in the push")
+            worker, iteration = first.worker, first.iteration
+            if worker < self.n_workers and iteration <= self._last_iteration[worker]:
+                self._duplicates += 1
+                self._release(buf)
+                return pb.PushReply(version=self.policy.version, duplicate=True)
             try:
-                if self._round_mode and mode != self._round_mode:
-                    raise PolicyError(f"a {mode} push in a round of {self._round_mode} pushes")
-                done = self.policy.on_push(first.worker, first.computed_on)
+                done = self._accept(worker, iteration, first.computed_on, first.mode, buf)
             except PolicyError as e:
                 self._release(buf)
                 self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
-            self._received += 1
-            if not self.policy.aggregate:
-                assert done is not None
-                self._apply(buf, 1, mode, done)
-            elif self._round_sum is None:
-                self._round_sum, self._round_mode, self._round_count = buf, mode, 1
-            else:
-                self._round_sum += buf
-                self._round_count += 1
-                self._release(buf)
-            if self.policy.aggregate and done is not None:
-                self._close_round(done)
             return pb.PushReply(version=self.policy.version, applied=done is not None)
+
+    def _accept(
+        self,
+        worker: int,
+        iteration: int,
+        computed_on: int,
+        mode_code: int,
+        buf: np.ndarray,
+        record: bool = True,
+    ) -> Apply | None:
+        """Policy, journal, update: the one path of a push, live or replayed (holds _cond).
+
+        Takes ``buf`` unless the policy refuses the push (PolicyError, nothing changed).
+        """
+        mode = _MODES[mode_code]
+        if self._round_mode and mode != self._round_mode:
+            raise PolicyError(f"a {mode} push in a round of {self._round_mode} pushes")
+        done = self.policy.on_push(worker, computed_on)
+        if record and self.journal is not None:
+            data = memoryview(buf).cast("B")
+            self.journal.append(Record(PUSH, worker, iteration, computed_on, mode_code, data))
+        self._last_iteration[worker] = iteration
+        self._received += 1
+        if not self.policy.aggregate:
+            assert done is not None
+            self._apply(buf, 1, mode, done)
+        elif self._round_sum is None:
+            self._round_sum, self._round_mode, self._round_count = buf, mode, 1
+        else:
+            self._round_sum += buf
+            self._round_count += 1
+            self._release(buf)
+        if self.policy.aggregate and done is not None:
+            self._close_round(done)
+        if record and done is not None and self.journal and self.journal.due(done.version):
+            self._checkpoint()
+        return done
 
     def _close_round(self, done: Apply) -> None:
         total, count, mode = self._round_sum, self._round_count, self._round_mode
@@ -401,11 +547,16 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
                 context, grpc.StatusCode.FAILED_PRECONDITION, f"unknown worker {request.worker}"
             )
         with self._cond:
-            done = self.policy.leave(request.worker)
-            if done is not None:
-                self._close_round(done)
-            self._cond.notify_all()  # pulls waiting on the one who left may go now
+            self._leave(request.worker)
             return pb.LeaveReply(version=self.policy.version)
+
+    def _leave(self, worker: int, record: bool = True) -> None:
+        if record and self.journal is not None:
+            self.journal.append(Record(LEAVE, worker))
+        done = self.policy.leave(worker)
+        if done is not None:
+            self._close_round(done)
+        self._cond.notify_all()  # pulls waiting on the one who left may go now
 
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsReply:
         with self._cond:
@@ -417,6 +568,11 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
                 rejected=dict(self._rejected),
                 bytes_received=self._bytes_in,
                 bytes_sent=self._bytes_out,
+                non_finite=self._non_finite,
+                duplicates=self._duplicates,
+                checkpoints=self.journal.checkpoints if self.journal else 0,
+                checkpoint_seconds=self.journal.checkpoint_seconds if self.journal else 0.0,
+                journal_seconds=self.journal.journal_seconds if self.journal else 0.0,
             )
 
 
@@ -440,6 +596,8 @@ class LeaderRegistryServicer(pb_grpc.LeaderRegistryServicer, Books):
 
     def ReportLoss(self, request: pb.LossReport, context: grpc.ServicerContext) -> pb.Leaders:
         worker, rnd = request.worker, request.round
+        if not math.isfinite(request.loss):
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"loss {request.loss}")
         with self._cond:
             try:
                 local, best = self.board.report(worker, request.loss)
@@ -464,10 +622,7 @@ class LeaderRegistryServicer(pb_grpc.LeaderRegistryServicer, Books):
         first, rest = self._open(request_iterator, context)
         if not first.key:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a publication needs a key")
-        try:
-            arr = tensors.receive_new(first, rest, self.max_elements)
-        except tensors.ChunkError as e:
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        arr = self._receive_finite(first, rest, self.max_elements, context)
         with self._cond:
             held = self._published.get(first.key)
             if held is None or first.round >= held[0]:
@@ -497,23 +652,51 @@ _KINDS = {
 }
 
 
-def service_handler(servicer: object, service: str) -> grpc.GenericRpcHandler:
+class _Malformed:
+    """A request that did not parse; the handler answers INVALID_ARGUMENT, not INTERNAL."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _lenient(cls: type[Message]) -> Callable[[bytes], Message | _Malformed]:
+    def parse(raw: bytes) -> Message | _Malformed:
+        try:
+            return cls.FromString(raw)
+        except Exception as e:  # the sender's error, reported as such
+            return _Malformed(f"malformed {cls.__name__}: {e}")
+
+    return parse
+
+
+def _checked_unary(servicer: Books, fn: Callable) -> Callable:
+    def handle(request: Message | _Malformed, context: grpc.ServicerContext) -> object:
+        if isinstance(request, _Malformed):
+            servicer._abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.error)
+        return fn(request, context)
+
+    return handle
+
+
+def service_handler(servicer: Books, service: str) -> grpc.GenericRpcHandler:
     """The handler of one ``pslab.v1`` service, built from the proto's descriptor.
 
     Unlike the generated ``add_*_to_server``, chunk messages go through the codec of
     :mod:`grpc_ps.tensors`: handlers receive :class:`tensors.Chunk` objects (PushChunk's
     fields, ``data`` a memoryview into the received message) and may yield PullChunks
-    pre-encoded as ``bytes``. Peers see plain protobuf either way.
+    pre-encoded as ``bytes``. Peers see plain protobuf either way. A request that does not
+    parse is answered INVALID_ARGUMENT (grpcio's own answer would be INTERNAL).
     """
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name[service].methods:
         request = message_factory.GetMessageClass(method.input_type)
         response = message_factory.GetMessageClass(method.output_type)
         kind = _KINDS[(method.client_streaming, method.server_streaming)]
+        fn = getattr(servicer, method.name)
         handlers[method.name] = kind(
-            getattr(servicer, method.name),
+            fn if method.client_streaming else _checked_unary(servicer, fn),
             request_deserializer=(
-                tensors.decode_push if request is pb.PushChunk else request.FromString
+                tensors.decode_push if request is pb.PushChunk else _lenient(request)
             ),
             response_serializer=tensors.as_bytes
             if response is pb.PullChunk
@@ -536,6 +719,8 @@ def serve(
     threads: int | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     options: Sequence[tuple[str, int | str]] = (),
+    security: Security | None = None,
+    insecure: bool = False,
 ) -> tuple[grpc.Server, int]:
     """Start a server for these servicers (any of the three services); return it and its port.
 
@@ -543,11 +728,17 @@ def serve(
     thread, so the pool defaults to two per worker plus slack. Channel arguments come from
     :func:`grpc_options` (``options`` override them). The standard health service reports
     SERVING for the server and each service.
+
+    ``security`` (default: from the environment, see :mod:`grpc_ps.auth`) sets the token
+    every call must carry and TLS; a host other than loopback needs both, or ``insecure``.
     """
+    security = Security.from_env() if security is None else security
+    check_bind(host, security.tls, bool(security.token), insecure)
     n_workers = max((getattr(s, "n_workers", 1) for s in servicers), default=1)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads or n_workers * 2 + 8),
         options=grpc_options(max_message_bytes, options),
+        interceptors=security.server_interceptors(),
     )
     status = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(status, server)
@@ -560,7 +751,9 @@ def serve(
                 break
         else:
             raise TypeError(f"{type(servicer).__name__} implements no pslab.v1 service")
-    bound = server.add_insecure_port(f"{host}:{port}")
+    creds = security.server_credentials()
+    address = f"{host}:{port}"  # an IPv6 host comes bracketed: [::1]
+    bound = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
     if bound == 0:
         raise RuntimeError(f"could not bind {host}:{port}")
     server.start()
@@ -576,6 +769,7 @@ def run_server(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     options: Sequence[tuple[str, int | str]] = (),
     grace: float | None = 1.0,
+    security: Security | None = None,
 ) -> Iterator[tuple[grpc.Server, int]]:
     """:func:`serve` as a context manager: yields ``(server, port)`` and stops it on exit."""
     server, bound = serve(
@@ -585,6 +779,7 @@ def run_server(
         threads=threads,
         max_message_bytes=max_message_bytes,
         options=options,
+        security=security,
     )
     try:
         yield server, bound

@@ -166,6 +166,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pslab_cli.sweep import sweep, sweep_table
+
+    if not args.vary:
+        raise UsageError("sweep needs at least one --vary key.path=v1,v2,...")
+    report = sweep(Path(args.scenario), args.vary, args.set, Path(args.out), err)
+    out.print(sweep_table(report))
+    out.print(f"wrote {args.out}/sweep.json and {args.out}/sweep.png")
+    print(json.dumps(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pslab", description="Simulate and emulate parameter-server SGD variants."
@@ -211,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim", help="take the prediction from this earlier `pslab sim -o` run")
     p.add_argument("--measured", help="take the measurement from this earlier launch run")
     p.set_defaults(fn=cmd_compare)
+
+    p = sub.add_parser("sweep", help="simulate a grid of variants and clusters, in parallel")
+    p.add_argument("scenario")
+    p.add_argument("--vary", action="append", default=[], metavar="KEY.PATH=V1,V2,...")
+    p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    p.add_argument("-o", "--out", default="runs/sweep", help="output directory")
+    p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("validate", help="compare over a suite of scenarios")
     p.add_argument("directory", nargs="?", default="scenarios/validation")

@@ -131,9 +131,9 @@ def test_asp_staleness_is_measured_against_the_pulled_version() -> None:
     with shard(2, StalenessPolicy(2)) as (server, addr), clients([addr], 2) as (a, b):
         for c in (a, b):
             pulled(c)
-        for _ in range(3):
+        for i in range(3):  # a worker's push ids (iterations) increase
             for c in (a, b):
-                c.push(grad(1.0), iteration=0)
+                c.push(grad(1.0), iteration=i)
                 pulled(c)
         hist = dict(server.Stats(pb.StatsRequest(), None).staleness)
         assert hist == {0: 1, 1: 5}

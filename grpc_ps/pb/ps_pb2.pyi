@@ -43,20 +43,22 @@ class RegisterRequest(_message.Message):
     def __init__(self, worker: _Optional[int] = ..., world: _Optional[int] = ..., total_elements: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ...) -> None: ...
 
 class ShardMap(_message.Message):
-    __slots__ = ("shard_id", "offset", "length", "num_shards", "version", "dtype")
+    __slots__ = ("shard_id", "offset", "length", "num_shards", "version", "dtype", "next_iteration")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     NUM_SHARDS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ITERATION_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     offset: int
     length: int
     num_shards: int
     version: int
     dtype: DType
-    def __init__(self, shard_id: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., num_shards: _Optional[int] = ..., version: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ...) -> None: ...
+    next_iteration: int
+    def __init__(self, shard_id: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., num_shards: _Optional[int] = ..., version: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., next_iteration: _Optional[int] = ...) -> None: ...
 
 class PushChunk(_message.Message):
     __slots__ = ("worker", "shard_id", "iteration", "computed_on", "mode", "total_elements", "dtype", "key", "round", "offset", "data")
@@ -85,12 +87,14 @@ class PushChunk(_message.Message):
     def __init__(self, worker: _Optional[int] = ..., shard_id: _Optional[int] = ..., iteration: _Optional[int] = ..., computed_on: _Optional[int] = ..., mode: _Optional[_Union[PushMode, str]] = ..., total_elements: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., key: _Optional[str] = ..., round: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PushReply(_message.Message):
-    __slots__ = ("version", "applied")
+    __slots__ = ("version", "applied", "duplicate")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     version: int
     applied: bool
-    def __init__(self, version: _Optional[int] = ..., applied: _Optional[bool] = ...) -> None: ...
+    duplicate: bool
+    def __init__(self, version: _Optional[int] = ..., applied: _Optional[bool] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class PullRequest(_message.Message):
     __slots__ = ("worker", "shard_id", "iteration", "chunk_bytes")
@@ -135,7 +139,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsReply(_message.Message):
-    __slots__ = ("version", "pushes_received", "pushes_applied", "staleness", "rejected", "bytes_received", "bytes_sent")
+    __slots__ = ("version", "pushes_received", "pushes_applied", "staleness", "rejected", "bytes_received", "bytes_sent", "non_finite", "duplicates", "checkpoints", "checkpoint_seconds", "journal_seconds")
     class StalenessEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +161,11 @@ class StatsReply(_message.Message):
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    NON_FINITE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     version: int
     pushes_received: int
     pushes_applied: int
@@ -164,7 +173,12 @@ class StatsReply(_message.Message):
     rejected: _containers.ScalarMap[str, int]
     bytes_received: int
     bytes_sent: int
-    def __init__(self, version: _Optional[int] = ..., pushes_received: _Optional[int] = ..., pushes_applied: _Optional[int] = ..., staleness: _Optional[_Mapping[int, int]] = ..., rejected: _Optional[_Mapping[str, int]] = ..., bytes_received: _Optional[int] = ..., bytes_sent: _Optional[int] = ...) -> None: ...
+    non_finite: int
+    duplicates: int
+    checkpoints: int
+    checkpoint_seconds: float
+    journal_seconds: float
+    def __init__(self, version: _Optional[int] = ..., pushes_received: _Optional[int] = ..., pushes_applied: _Optional[int] = ..., staleness: _Optional[_Mapping[int, int]] = ..., rejected: _Optional[_Mapping[str, int]] = ..., bytes_received: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., non_finite: _Optional[int] = ..., duplicates: _Optional[int] = ..., checkpoints: _Optional[int] = ..., checkpoint_seconds: _Optional[float] = ..., journal_seconds: _Optional[float] = ...) -> None: ...
 
 class LossReport(_message.Message):
     __slots__ = ("worker", "loss", "round")
