@@ -9,6 +9,7 @@ worker); an asynchronous one carries on without it, as Downpour would.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -27,14 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from grpc_ps import roles
+from grpc_ps import netns_launch, roles
+from grpc_ps.auth import Security, new_token
 from grpc_ps.client import PSClient
-from pslab.data import load
 from grpc_ps.endpoints import Endpoints
-from pslab.models import FlatModel
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, server_name
+from pslab.data import load
 from pslab.metrics import compute_metrics
+from pslab.models import FlatModel
 from pslab.results import write_results
 from pslab.scenario import AlgorithmName, Scenario, ScenarioError, dump_scenario
 from pslab.trace import Trace, write_json_atomic
@@ -87,10 +89,8 @@ def free_port() -> int:
 def check_emulable(scenario: Scenario) -> None:
     """What the emulator cannot run gets a clear error before any process starts."""
     emu = scenario.emulation
-    if emu.network != "loopback":
-        raise ScenarioError(
-            f"emulation.network: '{emu.network}' is not available in this build; use 'loopback'"
-        )
+    if emu.network == "netns":
+        netns_launch.check(scenario)  # root, iproute2, a supported preset; else how to loopback
     if emu.model != "synthetic" and scenario.workload.model != emu.model:
         raise ScenarioError(
             f"emulation.model is {emu.model!r}: set workload.model to {emu.model!r} too, "
@@ -106,25 +106,53 @@ class Launcher:
         scenario: Scenario,
         run_dir: Path,
         on_progress: Callable[[int, int], None] | None = None,
+        restart_servers: bool = False,
     ) -> None:
+        """``restart_servers``: parameter servers journal their state in the run directory,
+        and one that dies is started again on its port, resuming where it was (the workers
+        retry through the gap); otherwise a dead server ends the run."""
         check_emulable(scenario)
         self.scenario = scenario
+        self.restart_servers = restart_servers
+        self.restarted: list[str] = []
+        # A fresh token per run, handed to the processes in their environment (never argv).
+        self.security = Security(token=new_token())
         self.plan: Plan = build_plan(scenario)
         self.run_dir = run_dir
         self.on_progress = on_progress
         self.progress = _Progress()
         self.procs: list[_Proc] = []
         self.lost: list[str] = []
+        # emulation.network: netns: one namespace per host, shaped links (grpc_ps.netns_launch)
+        self.netns = (
+            netns_launch.NetnsNetwork(self.plan) if scenario.emulation.network == "netns" else None
+        )
+        self.links: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------- processes
 
-    def _start(self, name: str) -> _Proc:
+    def _start(self, name: str, *extra: str) -> _Proc:
         log = self.run_dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.security.environ())
+        if self.restart_servers and name.startswith("ps-"):
+            extra = ("--checkpoint-dir", str(self.run_dir / "checkpoints" / name), *extra)
         env.setdefault("OMP_NUM_THREADS", "1")  # one core per process, as the model assumes
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "grpc_ps.roles", "--run-dir", str(self.run_dir), "--role", name],
+        spawn: Callable[..., subprocess.Popen] = subprocess.Popen
+        if self.netns is not None:  # inside the role's host's namespace
+            env.update(self.netns.env(name))
+            spawn = functools.partial(self.netns.popen, name)
+        popen = spawn(
+            [
+                sys.executable,
+                "-m",
+                "grpc_ps.roles",
+                "--run-dir",
+                str(self.run_dir),
+                "--role",
+                name,
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             stderr=log.open("w"),
             text=True,
@@ -172,6 +200,8 @@ class Launcher:
             if code is None or code == 0 or proc.done_reported:
                 continue
             proc.done_reported = True
+            if self._restart(proc):
+                continue
             is_worker = proc.name.startswith("worker-")
             if fatal_only and is_worker and self.scenario.algorithm.name in ASYNC:
                 self.lost.append(proc.name)
@@ -180,10 +210,24 @@ class Launcher:
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
             raise LaunchError(f"{proc.name} vanished ({how}); its log ends:\n{self._tail(proc)}")
 
+    def _restart(self, proc: _Proc) -> bool:
+        """Start a dead parameter server again on its port, resuming from its journal."""
+        port_file = self.run_dir / "ports" / f"{proc.name}.json"
+        if not (self.restart_servers and proc.name.startswith("ps-") and port_file.exists()):
+            return False
+        self.restarted.append(proc.name)
+        self._start(proc.name, "--port", str(json.loads(port_file.read_text())["port"]))
+        return True
+
     def _leave(self, rank: int) -> None:
         """Tell the servers a worker is gone, so it holds no one back."""
         ep = Endpoints.load(self.run_dir / "endpoints.json")
-        client = PSClient(ep.servers, rank, len(self.plan.workers), self.plan.model.params)
+        if self.netns is not None:  # the run's addresses exist only inside its namespaces
+            self.netns.leave(ep, rank, len(self.plan.workers), self.plan.model.params)
+            return
+        client = PSClient(
+            ep.servers, rank, len(self.plan.workers), self.plan.model.params, security=self.security
+        )
         try:
             client.leave()
         finally:
@@ -209,6 +253,8 @@ class Launcher:
         write_json_atomic(run_dir / "run.json", {"t0_ns": time.perf_counter_ns()})
         plan = self.plan
         try:
+            if self.netns is not None:
+                self.netns.open()
             services = [server_name(k) for k in range(plan.server.shards if plan.server else 0)]
             if plan.registry is not None:
                 services.append(REGISTRY)
@@ -217,13 +263,19 @@ class Launcher:
             for comm in plan.comms:
                 self._start(comm.name)
             ports = self._wait_ports(services + [c.name for c in plan.comms])
-            Endpoints(
-                servers=[f"127.0.0.1:{ports[n]}" for n in services if n.startswith("ps-")],
-                registry=f"127.0.0.1:{ports[REGISTRY]}" if REGISTRY in ports else None,
-                comms=[f"127.0.0.1:{ports[c.name]}" for c in plan.comms],
-                dist_workers=f"tcp://127.0.0.1:{free_port()}",
-                dist_comms=f"tcp://127.0.0.1:{free_port()}",
-            ).save(run_dir / "endpoints.json")
+            endpoints = (
+                Endpoints(
+                    servers=[f"127.0.0.1:{ports[n]}" for n in services if n.startswith("ps-")],
+                    registry=f"127.0.0.1:{ports[REGISTRY]}" if REGISTRY in ports else None,
+                    comms=[f"127.0.0.1:{ports[c.name]}" for c in plan.comms],
+                    dist_workers=f"tcp://127.0.0.1:{free_port()}",
+                    dist_comms=f"tcp://127.0.0.1:{free_port()}",
+                )
+                if self.netns is None
+                else self.netns.endpoints(ports)
+            )
+            endpoints.save(run_dir / "endpoints.json")
+            counters = self.netns.counters() if self.netns is not None else None
             wall0 = time.perf_counter()
             workers = [self._start(w.name) for w in plan.workers]
             while any(w.popen.poll() is None for w in workers):
@@ -234,8 +286,14 @@ class Launcher:
             for comm in (p for p in self.procs if p.name.startswith("comm-")):
                 comm.popen.wait(timeout=self.scenario.emulation.rpc_timeout)
                 self._check_alive(fatal_only=True)
+            if self.netns is not None and counters is not None:  # the kernel's per-link bytes
+                self.links = self.netns.links(counters, self.netns.counters())
         finally:
-            self.stop_all()
+            try:
+                self.stop_all()
+            finally:
+                if self.netns is not None:
+                    self.netns.close()
         return self._collect(wall)
 
     def _collect(self, wall: float) -> LaunchResult:
@@ -257,6 +315,7 @@ class Launcher:
             self.scenario.workload.batch_size,
             self.scenario.run.warmup,
             self.scenario.run.iterations,
+            links=self.links,
             extra=extra,
         )
         return LaunchResult(metrics, trace, params)

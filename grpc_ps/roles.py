@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from grpc_ps.checkpoint import Journal
 from grpc_ps.communicator import CommunicatorServicer
 from grpc_ps.endpoints import Endpoints
-from grpc_ps.executor import EmuExecutor
-from pslab.models import initial_params
+from grpc_ps.netns_launch import bind_kwargs, make_executor, trace_host
 from grpc_ps.server import LeaderRegistryServicer, ParameterServerServicer, serve
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, comm_name, server_name
+from pslab.models import initial_params
 from pslab.scenario import load_scenario
 from pslab.shards import shard_ranges
 from pslab.trace import SpanRecord, Trace, write_json_atomic
@@ -64,8 +65,10 @@ def _wait_for_stop() -> None:
     stop.wait()
 
 
-def run_server(run_dir: Path, shard: int) -> None:
-    plan, t0 = read_run(run_dir)
+def ps_servicer(
+    plan: Plan, shard: int, t0: int, journal: Journal | None = None
+) -> ParameterServerServicer:
+    """Shard ``shard`` of the plan's parameter server (resumed if ``journal`` holds state)."""
     assert plan.server is not None
     n = len(plan.workers)
     ranges = shard_ranges(
@@ -73,7 +76,7 @@ def run_server(run_dir: Path, shard: int) -> None:
     )
     offset, length = ranges[shard]
     algo = plan.scenario.algorithm
-    servicer = ParameterServerServicer(
+    return ParameterServerServicer(
         shard,
         offset,
         length,
@@ -87,17 +90,25 @@ def run_server(run_dir: Path, shard: int) -> None:
             plan.scenario.emulation.model, plan.model.params, plan.scenario.run.seed
         )[offset : offset + length].numpy(),
         clock=lambda: (time.perf_counter_ns() - t0) / 1e9,
+        journal=journal,
     )
-    server, port = serve(servicer)
+
+
+def run_server(run_dir: Path, shard: int, journal: Journal | None = None, port: int = 0) -> None:
+    plan, t0 = read_run(run_dir)
+    servicer = ps_servicer(plan, shard, t0, journal)
+    length = servicer.length
+    server, port = serve(servicer, port=port, **bind_kwargs())
     write_port(run_dir, server_name(shard), port)
     _wait_for_stop()
     server.stop(1.0).wait()
+    servicer.checkpoint()
     trace = Trace("emu")
     for start, end, staleness, version in servicer.applies:
         trace.add(
             SpanRecord(
                 server_name(shard),
-                "localhost",
+                trace_host(),
                 "apply",
                 "server",
                 start,
@@ -116,7 +127,7 @@ def run_registry(run_dir: Path) -> None:
     servicer = LeaderRegistryServicer(
         [list(g) for g in plan.registry.groups], plan.model.params, sync=plan.registry.sync
     )
-    server, port = serve(servicer)
+    server, port = serve(servicer, **bind_kwargs())
     write_port(run_dir, REGISTRY, port)
     _wait_for_stop()
     server.stop(1.0).wait()
@@ -127,10 +138,10 @@ def run_comm(run_dir: Path, group: int) -> None:
     role = plan.comms[group]
     timeout = plan.scenario.emulation.rpc_timeout
     servicer = CommunicatorServicer(plan.groups[group], plan.model.params, timeout)
-    server, port = serve(servicer)
+    server, port = serve(servicer, **bind_kwargs())
     write_port(run_dir, comm_name(group), port)
     endpoints = _await_endpoints(run_dir, timeout)
-    executor = EmuExecutor(plan, role, endpoints, t0, comm_servicer=servicer)
+    executor = make_executor(plan, role, endpoints, t0, comm_servicer=servicer)
     try:
         write_trace(run_dir, role.name, executor.run())
         servicer.drain()
@@ -143,7 +154,7 @@ def run_worker(run_dir: Path, rank: int) -> None:
     plan, t0 = read_run(run_dir)
     role = plan.workers[rank]
     endpoints = _await_endpoints(run_dir, plan.scenario.emulation.rpc_timeout)
-    executor = EmuExecutor(plan, role, endpoints, t0)
+    executor = make_executor(plan, role, endpoints, t0)
     kill_at = _kill_at(role.name)
 
     def progress(i: int) -> None:
@@ -182,12 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m grpc_ps.roles")
     p.add_argument("--run-dir", required=True, type=Path)
     p.add_argument("--role", required=True, help="ps-K, registry, comm-G or worker-R")
+    p.add_argument("--port", type=int, default=0, help="ps-K: port to bind (0: any free one)")
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="ps-K: make state durable here, resuming from what it holds",
+    )
+    p.add_argument("--checkpoint-every", type=int, default=100, help="versions between them")
     args = p.parse_args(argv)
     kind, _, index = args.role.rpartition("-") if "-" in args.role else (args.role, "", "")
     if args.role == REGISTRY:
         run_registry(args.run_dir)
     elif kind == "ps":
-        run_server(args.run_dir, int(index))
+        journal = args.checkpoint_dir and Journal(args.checkpoint_dir, args.checkpoint_every)
+        run_server(args.run_dir, int(index), journal or None, args.port)
     elif kind == "comm":
         run_comm(args.run_dir, int(index))
     elif kind == "worker":
