@@ -168,12 +168,8 @@ def _update(
         if tmp is not None:
             dst = tmp[: b - a]
             np.copyto(dst, x[a:b])
-        if mode == "grad" and velocity is not None:
-            bufs = {"params": dst, "grad": total[a:b], "velocity": velocity[a:b]}
-            rules.scale(bufs, "grad", 1.0 / count)
-            rules.sgd(bufs, lr, momentum)
-        else:
-            rules.server_apply(dst, total[a:b], count, mode, lr)
+        block_velocity = None if velocity is None else velocity[a:b]
+        rules.server_update(dst, total[a:b], count, mode, lr, momentum, block_velocity)
         if tmp is not None:
             out[a:b] = dst
 

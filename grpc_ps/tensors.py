@@ -180,33 +180,32 @@ def checked(chunks: Iterable[Chunk]) -> Iterator[Chunk]:
         yield chunk
 
 
-def push_chunks(flat: np.ndarray, chunk_bytes: int, **header: object) -> Iterator[bytes]:
-    """Encoded chunks of ``flat`` for Push/Init/Publish/Reduce; the first carries ``header``.
+def _chunks(
+    first: pb.PushChunk | pb.PullChunk, flat: np.ndarray, chunk_bytes: int
+) -> Iterator[bytes]:
+    """Encoded chunks of ``flat``; the first carries ``first``'s header fields.
 
     An empty array still yields one (empty) chunk, so the receiver always sees the header.
     """
-    meta = pb.PushChunk(**header, total_elements=len(flat), dtype=code_of(flat.dtype))
-    sent = False
+    meta, sent = first, False
     for offset, data in slices(flat, chunk_bytes):
         meta.offset = offset
         yield encode(meta, data)
-        meta = pb.PushChunk()
-        sent = True
+        meta, sent = type(first)(), True
     if not sent:
         yield encode(meta, b"")
+
+
+def push_chunks(flat: np.ndarray, chunk_bytes: int, **header: object) -> Iterator[bytes]:
+    """Chunks for Push/Init/Publish/Reduce; the first carries ``header``, size and dtype."""
+    first = pb.PushChunk(**header, total_elements=len(flat), dtype=code_of(flat.dtype))
+    return _chunks(first, flat, chunk_bytes)
 
 
 def pull_chunks(flat: np.ndarray, chunk_bytes: int, version: int) -> Iterator[bytes]:
-    """Encoded chunks of ``flat`` for Pull/Fetch/Broadcast; the first carries version and size."""
-    meta = pb.PullChunk(version=version, total_elements=len(flat), dtype=code_of(flat.dtype))
-    sent = False
-    for offset, data in slices(flat, chunk_bytes):
-        meta.offset = offset
-        yield encode(meta, data)
-        meta = pb.PullChunk()
-        sent = True
-    if not sent:
-        yield encode(meta, b"")
+    """Chunks for Pull/Fetch/Broadcast; the first carries version, size and dtype."""
+    first = pb.PullChunk(version=version, total_elements=len(flat), dtype=code_of(flat.dtype))
+    return _chunks(first, flat, chunk_bytes)
 
 
 def check_header(total_elements: int, dtype: int, expected_dtype: np.dtype, limit: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ def sweep(
     results: list[dict[str, Any] | None] = [None] * len(points)
     with (
         Progress(console=console, transient=True) as bar,
-        ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool,
+        # spawn, not fork: the parent may hold gRPC and torch threads, and a forked child
+        # inherits their locks mid-flight
+        ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("spawn")) as pool,
     ):
         task = bar.add_task("simulating the grid", total=len(points))
         futures = {

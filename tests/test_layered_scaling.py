@@ -8,7 +8,6 @@ with nothing to load there is nothing to hide behind. No wall-time asserts.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,21 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "experiments" / "layered_scaling.py"
 
 
-def _load_experiment():  # by path: experiments/ is not a package and stays off sys.path
-    spec = importlib.util.spec_from_file_location("layered_scaling_experiment", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-ls = _load_experiment()
+ls = load_experiment("layered_scaling")
 
 # 4 tensors of 1M float32 (16 MB): inter-node all-reduce between 2 communicators at
 # 10 Gb/s is ~13 ms (+ ~8 ms scaling on the communicator), intra-node at 300 GB/s is

@@ -6,7 +6,6 @@ The modification tested is LSGD with σ drawn afresh each step (DESIGN.md,
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_experiment
 
 from pslab.smoothing import smooth
 
@@ -21,16 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "experiments" / "saddle.py"
 
 
-def _load_experiment():  # by path: experiments/ is not a package and stays off sys.path
-    spec = importlib.util.spec_from_file_location("saddle_experiment", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-saddle = _load_experiment()
+saddle = load_experiment("saddle")
 
 STARTS = 10
 SEED = 0
