@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -38,8 +39,13 @@ TWO_LEVEL = ROOT / "scenarios" / "netns" / "two_level.yaml"
 VARIANTS = ("layered_sgd", "allreduce", "sync_ps")
 
 
-def phases(trace: Trace, warmup: int, iterations: int) -> dict[str, float]:
-    """Mean push and pull phase of the steady-state iterations, from the workers' spans."""
+def phases(trace: Trace, warmup: int, iterations: int) -> dict[str, Any]:
+    """Push and pull phase of each steady-state iteration, from the workers' spans.
+
+    Push phase: first push start → last push end; pull phase: last push end → last pull end
+    (so it holds the server's apply of the round). Returns the medians (``push_s``,
+    ``pull_s``) and every iteration's values.
+    """
     push: dict[int, list[tuple[float, float]]] = defaultdict(list)
     pull: dict[int, list[float]] = defaultdict(list)
     for s in trace.spans:
@@ -55,7 +61,12 @@ def phases(trace: Trace, warmup: int, iterations: int) -> dict[str, float]:
         push_s.append(last_push - min(s for s, _ in spans))
         if pull[i]:
             pull_s.append(max(pull[i]) - last_push)
-    return {"push_s": sum(push_s) / len(push_s), "pull_s": sum(pull_s) / len(pull_s)}
+    return {
+        "push_s": statistics.median(push_s),
+        "pull_s": statistics.median(pull_s),
+        "push_each_s": push_s,
+        "pull_each_s": pull_s,
+    }
 
 
 def pct(a: float, b: float) -> float:
@@ -135,27 +146,53 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "incast"):
         r = result["incast"] = incast(load_scenario(INCAST, overrides))
         print(
-            f"PS incast: {r['workers']} workers x {r['model_bytes'] / 1e6:.1f} MB through "
-            f"{r['bandwidth_Bps'] * 8 / 1e6:.0f} Mbit/s: n*M/B = {r['nMB_s']:.3f} s"
+            f"PS incast: {r['workers']} workers x {r['model_bytes'] / 1e6:.0f} MB through one "
+            f"{r['bandwidth_Bps'] * 8 / 1e6:.0f} Mbit/s server link, n·M/B = {r['nMB_s']:.3f} s"
         )
-        print(f"{'phase':8} {'measured':>9} {'simulated':>9} {'vs nM/B':>8} {'vs sim':>8}")
+        print()
+        print("| phase | measured (s) | range | simulated (s) | vs n·M/B | vs simulated |")
+        print("|---|---:|---:|---:|---:|---:|")
         for phase in ("push", "pull"):
+            each = r["emu"][phase + "_each_s"]
             print(
-                f"{phase:8} {r['emu'][phase + '_s']:9.3f} {r['sim'][phase + '_s']:9.3f} "
-                f"{r[phase + '_vs_nMB_pct']:+7.1f}% {r[phase + '_vs_sim_pct']:+7.1f}%"
+                f"| {phase} | {r['emu'][phase + '_s']:.3f} | {min(each):.3f}–{max(each):.3f} "
+                f"| {r['sim'][phase + '_s']:.3f} | {r[phase + '_vs_nMB_pct']:+.1f} % "
+                f"| {r[phase + '_vs_sim_pct']:+.1f} % |"
             )
         print(
-            f"{'iter':8} {r['emu']['iteration_s']:9.3f} {r['sim']['iteration_s']:9.3f} "
-            f"{'':8} {r['iteration_vs_sim_pct']:+7.1f}%"
+            f"| iteration | {r['emu']['iteration_s']:.3f} | | {r['sim']['iteration_s']:.3f} "
+            f"| | {r['iteration_vs_sim_pct']:+.1f} % |"
+        )
+        links = r["links"]
+        print(
+            f"\nkernel counters: sw->ps0 {links['sw->ps0'] / 1e6:.1f} MB, ps0->sw "
+            f"{links['ps0->sw'] / 1e6:.1f} MB; pushed/pulled payload "
+            f"{links['payload_each_way'] / 1e6:.1f} MB each way\n"
         )
     if args.only in (None, "two_level"):
         r = result["two_level"] = two_level(load_scenario(TWO_LEVEL, overrides))
-        print("two-level: iteration time (s)")
-        print(f"{'variant':12} {'measured':>9} {'simulated':>9} {'error':>8}")
+        print(
+            "Two-level: iteration time and communication per worker (s), n0's uplink (MB); "
+            "sim. error = (simulated - measured) / measured\n"
+        )
+        print(
+            "| variant | measured | simulated | sim. error | comm meas. / sim. "
+            "| exposed meas. / sim. | n0->sw meas. / sim. |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for name, v in r["variants"].items():
-            print(f"{name:12} {v['emu_s']:9.3f} {v['sim_s']:9.3f} {v['error_pct']:+7.1f}%")
-        print(f"order measured:  {' < '.join(r['emu_order'])}")
-        print(f"order simulated: {' < '.join(r['sim_order'])}")
+            up = [
+                next((x["bytes"] for x in v[k] if x["name"] == "n0->sw"), 0.0) / 1e6
+                for k in ("emu_links", "sim_links")
+            ]
+            print(
+                f"| {name} | {v['emu_s']:.3f} | {v['sim_s']:.3f} | {v['error_pct']:+.1f} % "
+                f"| {v['emu_comm_s']:.3f} / {v['sim_comm_s']:.3f} "
+                f"| {v['emu_exposed_s']:.3f} / {v['sim_exposed_s']:.3f} "
+                f"| {up[0]:.1f} / {up[1]:.1f} |"
+            )
+        print(f"\norder measured:  {' < '.join(r['emu_order'])}")
+        print(f"order simulated: {' < '.join(r['sim_order'])}\n")
     print(json.dumps(result))
     return 0
 

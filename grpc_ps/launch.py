@@ -127,7 +127,7 @@ class Launcher:
         self.netns = (
             netns_launch.NetnsNetwork(self.plan) if scenario.emulation.network == "netns" else None
         )
-        self.links: list[dict[str, Any]] = []
+        self.link_reads: tuple[dict[str, Any], dict[str, Any]] | None = None  # netns counters
 
     # ------------------------------------------------------------- processes
 
@@ -223,7 +223,8 @@ class Launcher:
         """Tell the servers a worker is gone, so it holds no one back."""
         ep = Endpoints.load(self.run_dir / "endpoints.json")
         if self.netns is not None:  # the run's addresses exist only inside its namespaces
-            self.netns.leave(ep, rank, len(self.plan.workers), self.plan.model.params)
+            env = self.security.environ()  # the run's token, for a process of its own
+            self.netns.leave(ep, rank, len(self.plan.workers), self.plan.model.params, env)
             return
         client = PSClient(
             ep.servers, rank, len(self.plan.workers), self.plan.model.params, security=self.security
@@ -287,7 +288,7 @@ class Launcher:
                 comm.popen.wait(timeout=self.scenario.emulation.rpc_timeout)
                 self._check_alive(fatal_only=True)
             if self.netns is not None and counters is not None:  # the kernel's per-link bytes
-                self.links = self.netns.links(counters, self.netns.counters())
+                self.link_reads = (counters, self.netns.counters())
         finally:
             try:
                 self.stop_all()
@@ -315,7 +316,7 @@ class Launcher:
             self.scenario.workload.batch_size,
             self.scenario.run.warmup,
             self.scenario.run.iterations,
-            links=self.links,
+            links=netns_launch.links(self.link_reads, trace) if self.link_reads else None,
             extra=extra,
         )
         return LaunchResult(metrics, trace, params)

@@ -54,6 +54,7 @@ from grpc_ps.netns import (
 from pslab import ops
 from pslab.algorithms.base import REGISTRY, Plan, Role
 from pslab.scenario import Scenario, ScenarioError
+from pslab.trace import Trace
 
 BIND_ENV = "PSLAB_BIND_HOST"  # the address a role's gRPC server binds (default 127.0.0.1)
 HOST_ENV = "PSLAB_HOST"  # the topology host a role runs on, for its trace lanes
@@ -141,22 +142,49 @@ class NetnsNetwork:
     def counters(self) -> dict[str, dict[str, Any]]:
         return self.topo.link_counters()
 
-    def links(
-        self, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Per-link bytes and utilisation between two counter reads, the simulator's format."""
-        return NetnsTopology.link_stats(before, after)
-
-    def leave(self, endpoints: Endpoints, rank: int, n_workers: int, params: int) -> None:
+    def leave(
+        self,
+        endpoints: Endpoints,
+        rank: int,
+        n_workers: int,
+        params: int,
+        env: dict[str, str] | None = None,
+    ) -> None:
         """Tell the servers worker ``rank`` is gone, from inside a server host's namespace
-        (the launcher's own namespace cannot reach the run's addresses)."""
+        (the launcher's own namespace cannot reach the run's addresses). ``env``: what to add
+        to the helper's environment (the run's token: never on its command line)."""
         host = host_of(self.plan, "ps-0")
         argv = [sys.executable, "-m", "grpc_ps.netns_launch", "leave", str(rank)]
         argv += [str(n_workers), str(params), *endpoints.servers]
-        proc = self.topo.popen(host, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = self.topo.popen(
+            host,
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
         _, err = proc.communicate(timeout=60)
         if proc.returncode != 0:
             raise NetnsError(f"telling the servers worker {rank} left failed: {err.decode()}")
+
+
+def links(
+    reads: tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]], trace: Trace
+) -> list[dict[str, Any]]:
+    """Per-link bytes and utilisation, in the simulator's format, from two counter reads.
+
+    ``reads``: :meth:`NetnsNetwork.counters` before the workers start and after the last
+    role ends. Utilisation divides by the traced run's extent, from the first worker span's
+    start (servers and communicators start earlier and wait for the workers' start-up,
+    seconds of imports) to the last span's end, as the simulator divides by its simulated
+    run time, where every role starts at 0. Bytes are Ethernet frames as the kernel counts
+    them (payload, headers, the reverse direction's ACKs), so a bulk transfer shows a few
+    percent above the simulator's payload bytes.
+    """
+    before, after = reads
+    starts = [s.start for s in trace.spans if s.role.startswith("worker-")]
+    extent = max(s.end for s in trace.spans) - min(starts) if starts else None
+    return NetnsTopology.link_stats(before, after, extent if extent and extent > 0 else None)
 
 
 # ------------------------------------------------------------ in the role's process
