@@ -95,9 +95,9 @@ class LoopbackNetwork(FlowNetwork):
     ) -> simpy.Event:
         """A gRPC stream, or (``collective``) a gloo ring step over TCP: each priced as measured."""
         p = self.profile
-        if collective:
+        if collective:  # one ring step; the executor adds the ring's other steps' latency
             send_b = recv_b = p.allreduce_s_per_byte
-            fixed_cpu, wait = 0.0, p.allreduce_overhead_s
+            fixed_cpu, wait = 0.0, self.cluster.path_latency(src, dst)
         else:
             send_b, recv_b = p.send_cpu_s_per_byte, p.recv_cpu_s_per_byte
             fixed_cpu, wait = p.rpc_cpu_s / 2, p.rpc_overhead_s
@@ -128,9 +128,12 @@ class LocalPlatform:
             names.append(REGISTRY)
         g = nx.Graph()
         g.add_node("localhost", kind="host", cores=profile.machine.cores)
+        # A ring step between two processes costs half a two-member gloo all-reduce (which
+        # is two steps); each process's edge to the hub carries half of that.
+        step = profile.allreduce_overhead_s / 2
         for name in names:
             g.add_node(name, kind="host", cores=1)
-            g.add_edge(name, "localhost", bandwidth=math.inf, latency=0.0, name=name)
+            g.add_edge(name, "localhost", bandwidth=math.inf, latency=step / 2, name=name)
         n = len(plan.workers)
         self.cluster = Cluster(
             graph=g,

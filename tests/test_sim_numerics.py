@@ -8,6 +8,8 @@ import pytest
 from pslab.scenario import ScenarioError, scenario_from_dict
 from sim.run import simulate
 
+pytestmark = pytest.mark.slow  # real training inside simulations: several seconds each
+
 
 def digits(algorithm: str, iterations: int = 40, **algo) -> dict:
     return {
