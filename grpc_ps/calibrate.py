@@ -165,6 +165,28 @@ def measure_sleep() -> tuple[float, float]:
     return float(trimmed.mean()), float(trimmed.std())
 
 
+def _spin(seconds: float) -> float:
+    """Busy-loop for ``seconds`` of wall time; the share of it this process got a core."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        pass
+    return (time.process_time() - c0) / (time.perf_counter() - t0)
+
+
+def measure_free_cores(cores: int, seconds: float = 0.5) -> float:
+    """How many cores a run gets here now: ``cores`` busy processes, each's CPU share, summed.
+
+    A machine shared with other jobs gives the emulator's processes less than its core
+    count; the prediction must use what they will really get.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(cores, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_spin, [0.05] * cores))  # process start-up stays out of the measurement
+        return min(float(sum(pool.map(_spin, [seconds] * cores))), float(cores))
+
+
 def measure_worker_update(nbytes: int) -> float:
     """Seconds per parameter byte of a worker's SGD step on torch tensors (one thread)."""
     threads = torch.get_num_threads()
@@ -253,9 +275,12 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
     figures = measure_rpc(nbytes, step)
     step("gloo all-reduce", 0.7)
     per_byte, fixed = measure_allreduce(nbytes)
+    step("free cores", 0.75)
+    free = measure_free_cores(machine().cores)
     profile = Profile(
         machine=machine(),
         measured_at=time.time(),
+        effective_cores=free,
         sleep_overshoot_s=overshoot,
         sleep_jitter_s=jitter,
         worker_update_s_per_byte=measure_worker_update(nbytes),
@@ -295,7 +320,8 @@ def profile_for(scenario: Scenario, step: Step | None = None) -> Profile:
     updated = with_compute(profile, scenario, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     updated.save(path)
-    return updated
+    # what other jobs leave free changes by the minute: measured afresh for every prediction
+    return updated.model_copy(update={"effective_cores": measure_free_cores(machine().cores)})
 
 
 def main(argv: list[str] | None = None) -> None:

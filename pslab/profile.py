@@ -33,6 +33,9 @@ class Profile(BaseModel):
 
     machine: Machine
     measured_at: float = Field(description="Unix time of the measurement")
+    effective_cores: float = Field(
+        0.0, ge=0, description="cores free for the run when measured (0: all of machine.cores)"
+    )
     send_cpu_s_per_byte: float = Field(ge=0, description="client CPU per streamed byte")
     recv_cpu_s_per_byte: float = Field(ge=0, description="server CPU per streamed byte")
     rpc_overhead_s: float = Field(ge=0, description="wall time of an empty RPC round trip")

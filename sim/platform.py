@@ -79,7 +79,7 @@ class LoopbackNetwork(FlowNetwork):
     def __init__(self, env: simpy.Environment, cluster: Cluster, profile: Profile) -> None:
         super().__init__(env, cluster)
         self.profile = profile
-        self.add_resource(MACHINE, profile.machine.cores)
+        self.add_resource(MACHINE, profile.effective_cores or profile.machine.cores)
         for vertex in cluster.graph.nodes:
             if vertex != "localhost":
                 self.add_resource(f"proc:{vertex}", 1.0)
