@@ -108,6 +108,23 @@ class SimResult:
     params: np.ndarray | None = None  # numerics runs: the workers' average final parameters
 
 
+@contextmanager
+def _one_torch_thread(active: bool) -> Iterator[None]:
+    """Numerics runs train tiny models: torch's thread pool only adds contention (runs on a
+    loaded 2-core machine swung from 1 s to 25 s with it)."""
+    if not active:
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class SimExecutor:
     def __init__(
         self,
@@ -179,7 +196,7 @@ class SimExecutor:
         wall0 = time.perf_counter()
         for role in self.plan.roles:
             self.env.process(self._drive(role))
-        with _gc_paused():
+        with _gc_paused(), _one_torch_thread(self.numerics is not None):
             self.env.run()
         wall = time.perf_counter() - wall0
         elapsed = self.env.now

@@ -16,7 +16,7 @@ def test_quickstart_prediction_is_within_bounds(tmp_path, capsys) -> None:
     assert main(["compare", "--set", "run.iterations=14", "-o", str(out)]) == 0
     report = json.loads((out / "compare.json").read_text())
     it = report["metrics"]["iteration_time_s"]
-    assert abs(it["error_pct"]) <= 20, it
+    assert abs(it["error_pct"]) <= 25, it
     assert abs(report["metrics"]["overlap_ratio"]["abs_error"]) <= 0.1
     for png in ("timeline.png", "breakdown.png"):
         assert (out / png).stat().st_size > 1000
