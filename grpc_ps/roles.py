@@ -171,6 +171,18 @@ def run_worker(run_dir: Path, rank: int) -> None:
         executor.close()
 
 
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+
+
+def rank_from_env() -> int:
+    """This process's rank as torchrun, SLURM, Open MPI or MPICH/Intel MPI set it."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    raise ValueError(f"no rank given and none of {', '.join(RANK_VARIABLES)} is set")
+
+
 def _kill_at(role: str) -> int | None:
     """Fault injection for tests and soak runs: ``PSLAB_KILL_AT=worker-2:5`` makes worker 2
     die by SIGKILL when it reaches iteration 5, as a crashed or OOM-killed process would."""

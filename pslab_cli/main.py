@@ -178,6 +178,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from grpc_ps.roles import rank_from_env, run_worker
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "scenario.yaml").exists():
+        raise UsageError(
+            f"{run_dir}: no scenario.yaml (a run directory that launch or serve wrote)"
+        )
+    try:
+        rank = args.rank if args.rank is not None else rank_from_env()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    run_worker(run_dir, rank)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pslab", description="Simulate and emulate parameter-server SGD variants."
@@ -210,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="loopback: all on 127.0.0.1; netns: a namespace per host, links shaped (root)",
     )
     p.set_defaults(fn=cmd_launch)
+
+    p = sub.add_parser("worker", help="run one worker of a run directory (multi-host runs)")
+    p.add_argument("--run-dir", required=True, help="shared run directory (scenario, endpoints)")
+    p.add_argument(
+        "--rank", type=int, help="default: RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK or PMI_RANK"
+    )
+    p.set_defaults(fn=cmd_worker)
 
     p = sub.add_parser("calibrate", help="measure this machine's emulator costs into a profile")
     p.add_argument("scenario", nargs="?", help="also measure this scenario's model compute")

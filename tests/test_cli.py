@@ -52,3 +52,16 @@ def test_sim_json_and_outputs(tmp_path, capsys) -> None:
     assert any(e["ph"] == "X" for e in trace["traceEvents"])
     assert (tmp_path / "scenario.yaml").exists()
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+
+def test_worker_takes_its_rank_from_the_launcher_environment(tmp_path, capsys, monkeypatch) -> None:
+    from grpc_ps.roles import rank_from_env
+
+    for name in ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert rank_from_env() == 3
+    monkeypatch.setenv("RANK", "5")
+    assert rank_from_env() == 5
+    assert main(["worker", "--run-dir", str(tmp_path)]) == 2
+    assert "no scenario.yaml" in capsys.readouterr().err
