@@ -36,8 +36,14 @@ class Profile(BaseModel):
     effective_cores: float = Field(
         0.0, ge=0, description="cores free for the run when measured (0: all of machine.cores)"
     )
-    send_cpu_s_per_byte: float = Field(ge=0, description="client CPU per streamed byte")
-    recv_cpu_s_per_byte: float = Field(ge=0, description="server CPU per streamed byte")
+    send_cpu_s_per_byte: float = Field(ge=0, description="a client's CPU per byte it streams")
+    recv_cpu_s_per_byte: float = Field(ge=0, description="a client's CPU per byte it receives")
+    server_send_cpu_s_per_byte: float = Field(
+        0.0, ge=0, description="a server's CPU per byte it streams (0: as a client's)"
+    )
+    server_recv_cpu_s_per_byte: float = Field(
+        0.0, ge=0, description="a server's CPU per byte it receives (0: as a client's)"
+    )
     rpc_overhead_s: float = Field(ge=0, description="wall time of an empty RPC round trip")
     rpc_cpu_s: float = Field(ge=0, description="CPU an RPC costs its two processes together")
     update_s_per_byte: float = Field(ge=0, description="server update time per parameter byte")

@@ -99,11 +99,18 @@ class LoopbackNetwork(FlowNetwork):
             send_b = recv_b = p.allreduce_s_per_byte
             fixed_cpu, wait = 0.0, self.cluster.path_latency(src, dst)
         else:
-            send_b, recv_b = p.send_cpu_s_per_byte, p.recv_cpu_s_per_byte
+            send_b = self._server_or(src, p.server_send_cpu_s_per_byte, p.send_cpu_s_per_byte)
+            recv_b = self._server_or(dst, p.server_recv_cpu_s_per_byte, p.recv_cpu_s_per_byte)
             fixed_cpu, wait = p.rpc_cpu_s / 2, p.rpc_overhead_s
         send = self.work_on([MACHINE, f"proc:{src}"], nbytes * send_b + fixed_cpu)
         recv = self.work_on([MACHINE, f"proc:{dst}"], nbytes * recv_b + fixed_cpu)
         return self.env.process(self._after(send, recv, wait, tag))
+
+    @staticmethod
+    def _server_or(vertex: str, server: float, client: float) -> float:
+        """A gRPC server's end of a stream (shard, registry, communicator) costs its own."""
+        is_server = vertex.startswith(("ps-", "comm-")) or vertex == REGISTRY
+        return server if is_server and server > 0 else client
 
     def _after(
         self, send: simpy.Event, recv: simpy.Event, wait: float, tag: object
