@@ -32,15 +32,27 @@ def sgd(bufs: Buffers, lr: float, momentum: float = 0.0, grad: str = "grad") -> 
 
 
 def elastic(bufs: Buffers, alpha: float) -> None:
-    """EASGD worker side: δ = α(x_i − x̃); x_i ← x_i − δ; δ is pushed for the center to add."""
-    delta = (bufs["params"] - bufs["center"]) * alpha
+    """EASGD worker side: δ = α(x_i − x̃); x_i ← x_i − δ; δ is pushed for the center to add.
+
+    In place into a kept ``delta`` buffer: a fresh model-sized temporary per call costs
+    page faults that dwarf the arithmetic (measured: ~10 ms for 8 MB on the emulator).
+    """
+    delta = bufs.get("delta")
+    if delta is None:
+        delta = bufs["delta"] = _zeros_like(bufs["params"])
+    delta[...] = bufs["params"]
+    delta -= bufs["center"]
+    delta *= alpha
     bufs["params"] -= delta
-    bufs["delta"] = delta
 
 
 def leader_pull(bufs: Buffers, buf: str, strength: float) -> None:
-    """Leader SGD: x ← x − λ(x − x̂) = (1 − λ)x + λx̂, pulling toward a leader's copy."""
-    bufs["params"] -= (bufs["params"] - bufs[buf]) * strength
+    """Leader SGD: x ← x − λ(x − x̂) = (1 − λ)x + λx̂, pulling toward a leader's copy.
+
+    As (1 − λ)x + λx̂ in place: one temporary instead of two.
+    """
+    bufs["params"] *= 1.0 - strength
+    bufs["params"] += bufs[buf] * strength
 
 
 def scale(bufs: Buffers, buf: str, factor: float) -> None:
