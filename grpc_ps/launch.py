@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,22 +64,6 @@ class LaunchResult:
     params: np.ndarray | None = None  # the workers' average final parameters
 
 
-@dataclass
-class _Progress:
-    """Per-worker iteration reached, updated from the workers' stdout."""
-
-    reached: dict[int, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def update(self, rank: int, iteration: int) -> None:
-        with self.lock:
-            self.reached[rank] = iteration
-
-    def total(self) -> int:
-        with self.lock:
-            return sum(i + 1 for i in self.reached.values())
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,7 +104,6 @@ class Launcher:
         self.plan: Plan = build_plan(scenario)
         self.run_dir = run_dir
         self.on_progress = on_progress
-        self.progress = _Progress()
         self.procs: list[_Proc] = []
         self.lost: list[str] = []
         # emulation.network: netns: one namespace per host, shaped links (grpc_ps.netns_launch)
@@ -170,7 +153,6 @@ class Launcher:
             parts = line.split()
             if len(parts) == 3 and parts[0] == "progress":
                 rank, iteration = int(parts[1]), int(parts[2])
-                self.progress.update(rank, iteration)
                 if self.on_progress is not None:
                     self.on_progress(rank, iteration)
 

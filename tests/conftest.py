@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -25,3 +26,18 @@ def load_experiment(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
+
+
+def _netns_skip_reason() -> str | None:
+    from grpc_ps import netns
+
+    try:
+        netns.require_netns()
+    except netns.NetnsUnavailable as err:
+        return str(err)
+    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    return None if probe.returncode == 0 else f"ip netns unavailable: {probe.stderr.strip()}"
+
+
+_NETNS_SKIP = _netns_skip_reason()
+needs_netns = pytest.mark.skipif(_NETNS_SKIP is not None, reason=str(_NETNS_SKIP))

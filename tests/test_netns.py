@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import needs_netns
 
 from grpc_ps import netns
 from grpc_ps.netns import (
@@ -41,19 +42,6 @@ CLUSTER = Topology(
     inter_link={"bandwidth": FAST, "latency": 20e-6},
     server_link={"bandwidth": SLOW, "latency": 50e-6},
 )
-
-
-def _skip_reason() -> str | None:
-    try:
-        netns.require_netns()
-    except NetnsUnavailable as err:
-        return str(err)
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    return None if probe.returncode == 0 else f"ip netns unavailable: {probe.stderr.strip()}"
-
-
-_SKIP = _skip_reason()
-needs_netns = pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))
 
 
 def _open(hosts: list[HostSpec]) -> NetnsTopology:

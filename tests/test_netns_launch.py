@@ -17,11 +17,10 @@ import time
 from typing import Any
 
 import pytest
-from conftest import load_experiment
+from conftest import load_experiment, needs_netns
 
 from grpc_ps import netns, netns_launch
 from grpc_ps.launch import Launcher, LaunchError, launch
-from grpc_ps.netns import NetnsUnavailable
 from grpc_ps.netns_launch import Latencies, NetnsNetwork, host_of, isolated
 from pslab.algorithms import build_plan
 from pslab.scenario import Scenario, ScenarioError, scenario_from_dict
@@ -54,19 +53,6 @@ def _scenario(algorithm: str = "sync_ps", **topology: Any) -> Scenario:
             "emulation": {"compute": "emulated", "model": "synthetic", "network": "netns"},
         }
     )
-
-
-def _skip_reason() -> str | None:
-    try:
-        netns.require_netns()
-    except NetnsUnavailable as err:
-        return str(err)
-    probe = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    return None if probe.returncode == 0 else f"ip netns unavailable: {probe.stderr.strip()}"
-
-
-_SKIP = _skip_reason()
-needs_netns = pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))
 
 
 def _our_namespaces() -> list[str]:
