@@ -27,11 +27,13 @@ from grpc_ps.client import PSClient
 from grpc_ps.server import ParameterServerServicer, serve
 from pslab import rules
 from pslab.policies import StalenessPolicy
-from pslab.profile import Machine, Profile
+from pslab.profile import PROFILE_FORMAT, Machine, Profile
 from pslab.scenario import Scenario
 
 STALE_AFTER_S = 7 * 24 * 3600
 DEFAULT_BYTES = 8 << 20
+COLD_GAP_S = 0.04  # idle this long, an op has gone fully cold (see measure_cold_ramp)
+RAMP_GAPS_S = (0.0, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04)
 Step = Callable[[str, float], None]  # (what is being measured, fraction done)
 
 
@@ -53,15 +55,26 @@ def cache_path() -> Path:
 
 
 def is_fresh(profile: Profile) -> bool:
-    return profile.machine == machine() and time.time() - profile.measured_at < STALE_AFTER_S
+    return (
+        profile.format == PROFILE_FORMAT
+        and profile.machine == machine()
+        and time.time() - profile.measured_at < STALE_AFTER_S
+    )
 
 
 # ------------------------------------------------------------------ measuring
 
 
 def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of every live thread of ``pid``, to the nanosecond (``/proc``'s
+    ``stat`` counts in 10 ms ticks, too coarse for a millisecond RPC)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            continue
+    return total / 1e9
 
 
 class _Server:
@@ -128,16 +141,21 @@ def measure_rpc(nbytes: int, step: Step) -> dict[str, float]:
         wall, c_cpu, s_cpu = _timed(
             lambda: (small.client.push(one, next(it)), small.client.pull(one)), 200, small
         )
+        step("idle RPCs", 0.2)
+        _, hot_c, hot_s = _timed(lambda: small.client.push(one, next(it)), 100, small)
+        _, cold_c, cold_s = _timed(
+            lambda: (time.sleep(COLD_GAP_S), small.client.push(one, next(it))), 100, small
+        )
     finally:
         small.close()
     rpc_wall, rpc_cpu = wall / 2, (c_cpu + s_cpu) / 2
+    rpc_cold = max(cold_c + cold_s - hot_c - hot_s, 0.0)
     big = _Server(nbytes // 4)
     try:
         arr = np.ones(nbytes // 4, np.float32)
         step("push streams", 0.4)
         it = itertools.count()
         big.client.push(arr, next(it))
-        # /proc counts CPU in 10 ms ticks: enough repetitions keep that below a few percent
         _, push_c, push_s = _timed(lambda: big.client.push(arr, next(it)), 30, big)
         step("pull streams", 0.6)
         big.client.pull(arr)
@@ -160,6 +178,7 @@ def measure_rpc(nbytes: int, step: Step) -> dict[str, float]:
         # the two ends' CPU runs concurrently (rpc_cpu/2 each); the rest is waiting
         "rpc_overhead_s": max(rpc_wall - half, 0.0),
         "rpc_cpu_s": rpc_cpu,
+        "rpc_cold_cpu_s": rpc_cold,
         "update_s_per_byte": update,
     }
 
@@ -213,64 +232,148 @@ def measure_worker_update(nbytes: int) -> float:
         torch.set_num_threads(threads)
 
 
-def _gloo_member(rank: int, port: int, elements: int) -> None:
-    """One of two processes timing gloo all-reduces; rank 0 prints (small, big) seconds."""
+def _gloo_member(rank: int, world: int, port: int, elements: int) -> None:
+    """One of ``world`` processes timing gloo all-reduces.
+
+    Rank 0 prints the seconds of a tiny and of a big all-reduce back to back,
+    and the CPU a tiny one costs a member back to back and after all idled.
+    """
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    timings = []
-    for size in (1, elements):
-        t = torch.ones(size)
-        for _ in range(3):
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+
+    def timed(t: torch.Tensor, repeat: int, gap: float = 0.0) -> tuple[float, float]:
+        wall, cpu = [], []
+        for _ in range(repeat):
+            if gap:
+                time.sleep(gap)
+            w0, c0 = time.perf_counter(), time.process_time()
             dist.all_reduce(t)
-        t0 = time.perf_counter()
-        for _ in range(10):
-            dist.all_reduce(t)
-        timings.append((time.perf_counter() - t0) / 10)
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+        return float(np.median(wall)), float(np.mean(cpu))
+
+    small, big = torch.ones(1), torch.ones(elements)
+    timed(small, 3)
+    small_s, hot_cpu = timed(small, 50)
+    _, cold_cpu = timed(small, 30, COLD_GAP_S)
+    timed(big, 3)
+    big_s, _ = timed(big, 30)
     dist.destroy_process_group()
     if rank == 0:
-        print(timings[0], timings[1], flush=True)
+        print(small_s, big_s, hot_cpu, cold_cpu, flush=True)
 
 
-def measure_allreduce(nbytes: int) -> tuple[float, float]:
-    """gloo between two processes: (CPU per byte at each end of a ring step, fixed wait).
+def _gloo(world: int, elements: int) -> tuple[float, float, float, float]:
+    from grpc_ps.launch import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "grpc_ps.calibrate", "--gloo", str(elements), str(port)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    procs = [
+        subprocess.Popen([*cmd, str(world), str(r)], stdout=subprocess.PIPE, text=True, env=env)
+        for r in range(world)
+    ]
+    out, _ = procs[0].communicate(timeout=120)
+    for p in procs[1:]:
+        p.wait(timeout=30)
+    small, big, hot_cpu, cold_cpu = (float(x) for x in out.split())
+    return small, big, hot_cpu, cold_cpu
+
+
+def measure_allreduce(nbytes: int) -> dict[str, float]:
+    """gloo between two processes: CPU per byte at each end of a ring step, a tiny
+    all-reduce's wall time, and the extra CPU a member spends on one entered after idling.
 
     In a two-member ring each process sends and receives the whole tensor, so
     the time beyond a tiny all-reduce's is 2·nbytes of per-byte work.
     """
-    from grpc_ps.launch import free_port
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "grpc_ps.calibrate", "--gloo", str(nbytes // 4), str(port)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
-    procs = [
-        subprocess.Popen([*cmd, str(r)], stdout=subprocess.PIPE, text=True, env=env) for r in (0, 1)
-    ]
-    out, _ = procs[0].communicate(timeout=120)
-    procs[1].wait(timeout=30)
-    small, big = (float(x) for x in out.split())
-    return max(big - small, 0.0) / (2 * nbytes), small
+    small, big, hot_cpu, cold_cpu = _gloo(2, nbytes // 4)
+    return {
+        "allreduce_s_per_byte": max(big - small, 0.0) / (2 * nbytes),
+        "allreduce_overhead_s": small,
+        "allreduce_cold_cpu_s": max(cold_cpu - hot_cpu, 0.0),
+    }
 
 
-def measure_compute(model: str, batch: int) -> float:
-    """Forward+backward seconds per batch, one torch thread, as a launched worker runs it."""
+def measure_allreduce_at(world: int, nbytes: int) -> float:
+    """Seconds of one all-reduce of ``nbytes`` among ``world`` processes on this machine.
+
+    Two members' figures do not scale to more: with more members than cores a
+    ring step waits for the scheduler to run the member it waits for, and a
+    19 KB all-reduce took ~7 ms among four processes on two cores where it
+    took 0.4 ms between two. So it is measured at the scenario's size.
+    """
+    return _gloo(world, max(nbytes // 4, 1))[1]
+
+
+def _forward_backward(model: str, batch: int) -> Callable[[int], None]:
     from pslab.data import Batches, load
     from pslab.models import FlatModel
 
+    net = FlatModel(model, 0, torch.device("cpu"))
+    batches = Batches(load(0, torch.device("cpu")), 0, 1, batch, 0)
+    return lambda i: net.forward_backward(*batches.batch(i))
+
+
+def _per_call(fn: Callable[[int], object], calls: range, gap: float = 0.0) -> float:
+    """Median seconds of ``fn(i)`` over ``calls``, each after ``gap`` seconds asleep
+    (the median: a call another job preempted says nothing about this one)."""
+    seconds = []
+    for i in calls:
+        if gap:
+            time.sleep(gap)
+        t0 = time.perf_counter()
+        fn(i)
+        seconds.append(time.perf_counter() - t0)
+    return float(np.median(seconds))
+
+
+def measure_compute(model: str, batch: int) -> tuple[float, float]:
+    """Forward+backward seconds per batch back to back and after an idle gap, one torch
+    thread, as a launched worker runs it."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        net = FlatModel(model, 0, torch.device("cpu"))
-        batches = Batches(load(0, torch.device("cpu")), 0, 1, batch, 0)
-        for i in range(10):
-            net.forward_backward(*batches.batch(i))
-        t0 = time.perf_counter()
-        for i in range(10, 60):
-            net.forward_backward(*batches.batch(i))
-        return (time.perf_counter() - t0) / 50
+        step = _forward_backward(model, batch)
+        _per_call(step, range(10))
+        return _per_call(step, range(10, 60)), _per_call(step, range(60, 100), COLD_GAP_S)
     finally:
         torch.set_num_threads(threads)
+
+
+def measure_cold_ramp() -> float:
+    """The idle gap over which an op goes from hot to cold, fitted as a linear ramp.
+
+    Timed on a small torch workload after each gap of :data:`RAMP_GAPS_S`; the
+    ramp's length is the one whose ``min(gap / ramp, 1)`` best fits the
+    measured slow-down, normalised by the longest gap's.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, x = torch.randn(64, 64), torch.randn(32, 64)
+
+        def work(_i: int) -> None:
+            y = x
+            for _ in range(20):
+                y = torch.relu(y @ a)
+
+        _per_call(work, range(50))
+        costs = np.array([_per_call(work, range(30), gap) for gap in RAMP_GAPS_S])
+    finally:
+        torch.set_num_threads(threads)
+    extra = costs - costs[0]
+    if extra[-1] <= 0.1 * costs[0]:  # no measurable slow-down: ops never go cold here
+        return 0.0
+    shape = np.clip(extra / extra[-1], 0.0, 1.0)
+    gaps = np.asarray(RAMP_GAPS_S)
+    candidates = np.linspace(0.0005, max(RAMP_GAPS_S), 80)
+    misfit = [float(np.sum((np.minimum(gaps / r, 1.0) - shape) ** 2)) for r in candidates]
+    return float(candidates[int(np.argmin(misfit))])
 
 
 def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Profile:
@@ -284,50 +387,75 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
     overshoot, jitter = measure_sleep()
     figures = measure_rpc(nbytes, step)
     step("gloo all-reduce", 0.7)
-    per_byte, fixed = measure_allreduce(nbytes)
+    gloo = measure_allreduce(nbytes)
+    step("cold ops", 0.72)
+    ramp = measure_cold_ramp()
     step("free cores", 0.75)
     free = measure_free_cores(machine().cores)
     profile = Profile(
+        format=PROFILE_FORMAT,
         machine=machine(),
         measured_at=time.time(),
         effective_cores=free,
         sleep_overshoot_s=overshoot,
         sleep_jitter_s=jitter,
         worker_update_s_per_byte=measure_worker_update(nbytes),
-        allreduce_s_per_byte=per_byte,
-        allreduce_overhead_s=fixed,
+        cold_ramp_s=ramp,
+        **gloo,
         **figures,
     )
     if scenario is not None:
-        profile = with_compute(profile, scenario, step)
+        profile = with_scenario(profile, scenario, step)
     step("done", 1.0)
     return profile
 
 
-def with_compute(profile: Profile, scenario: Scenario, step: Step | None = None) -> Profile:
-    """The profile, plus the scenario's model compute time if it trains for real."""
+def with_scenario(profile: Profile, scenario: Scenario, step: Step | None = None) -> Profile:
+    """The profile, plus what this scenario's run costs that a machine-wide one cannot say:
+    its model's compute if it trains for real, its gloo group's all-reduce."""
+    from pslab.algorithms import build_plan
+
+    update: dict[str, dict] = {}
     emu = scenario.emulation
-    if emu.compute != "real":
-        return profile
     key = profile.compute_key(emu.model, scenario.workload.batch_size)
-    if key in profile.compute_s:
-        return profile
-    if step:
-        step(f"compute {key}", 0.8)
-    compute = dict(profile.compute_s)
-    compute[key] = measure_compute(emu.model, scenario.workload.batch_size)
-    return profile.model_copy(update={"compute_s": compute})
+    if emu.compute == "real" and not (key in profile.compute_s and key in profile.compute_cold_s):
+        if step:
+            step(f"compute {key}", 0.8)
+        hot, cold = measure_compute(emu.model, scenario.workload.batch_size)
+        update["compute_s"] = {**profile.compute_s, key: hot}
+        update["compute_cold_s"] = {**profile.compute_cold_s, key: cold}
+    plan = build_plan(scenario)
+    world = len(plan.collective_world)
+    ring = profile.allreduce_key(world, plan.model.nbytes)
+    if world > 1 and ring not in profile.allreduce_s:
+        if step:
+            step(f"gloo all-reduce among {world}", 0.9)
+        seconds = measure_allreduce_at(world, plan.model.nbytes)
+        update["allreduce_s"] = {**profile.allreduce_s, ring: seconds}
+    return profile.model_copy(update=update) if update else profile
+
+
+def _cached(path: Path) -> Profile | None:
+    """The cached profile, or None where there is none or an older pslab wrote it."""
+    from pydantic import ValidationError
+
+    try:
+        return Profile.load(path)
+    except FileNotFoundError:
+        return None
+    except ValidationError:
+        return None
 
 
 def profile_for(scenario: Scenario, step: Step | None = None) -> Profile:
     """The scenario's named profile, else this machine's cached one, measured when stale."""
     if scenario.calibration:
-        return with_compute(Profile.load(Path(scenario.calibration)), scenario, step)
+        return with_scenario(Profile.load(Path(scenario.calibration)), scenario, step)
     path = cache_path()
-    profile = Profile.load(path) if path.exists() else None
+    profile = _cached(path)
     if profile is None or not is_fresh(profile):
         profile = calibrate(scenario, step)
-    updated = with_compute(profile, scenario, step)
+    updated = with_scenario(profile, scenario, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     updated.save(path)
     # what other jobs leave free changes by the minute: measured afresh for every prediction
@@ -338,13 +466,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m grpc_ps.calibrate")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--serve", type=int, help="run a shard of this many elements")
-    what.add_argument("--gloo", nargs=3, type=int, metavar=("ELEMENTS", "PORT", "RANK"))
+    what.add_argument("--gloo", nargs=4, type=int, metavar=("ELEMENTS", "PORT", "WORLD", "RANK"))
     args = p.parse_args(argv)
     if args.serve is not None:
         _serve_forever(args.serve)
     else:
-        elements, port, rank = args.gloo
-        _gloo_member(rank, port, elements)
+        elements, port, world, rank = args.gloo
+        _gloo_member(rank, world, port, elements)
 
 
 if __name__ == "__main__":

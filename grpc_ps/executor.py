@@ -144,13 +144,14 @@ class EmuExecutor:
             )
 
     def _dist_world(self) -> tuple[list[str], str] | None:
-        """The torch.distributed world this role joins: all workers, or all communicators."""
-        name = self.scenario.algorithm.name.value
-        if self.role.kind == "worker" and name in ("allreduce", "local_sgd"):
-            return [w.name for w in self.plan.workers], self.endpoints.dist_workers
-        if self.role.kind == "comm" and len(self.plan.comms) > 1:
-            return [c.name for c in self.plan.comms], self.endpoints.dist_comms
-        return None
+        """The torch.distributed world this role joins, and where it meets, if any."""
+        world = [r.name for r in self.plan.collective_world]
+        if self.role.name not in world:
+            return None
+        address = (
+            self.endpoints.dist_workers if self.role.kind == "worker" else self.endpoints.dist_comms
+        )
+        return world, address
 
     def close(self) -> None:
         for pool in self._pools.values():

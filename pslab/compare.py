@@ -60,9 +60,10 @@ def op_durations(trace: Trace, warmup: int, iterations: int) -> dict[str, float]
 
 
 def compare_ops(
-    predicted: Trace, measured: Trace, warmup: int, iterations: int
+    predicted: dict[str, float], measured: Trace, warmup: int, iterations: int
 ) -> dict[str, dict[str, Any]]:
-    p = op_durations(predicted, warmup, iterations)
+    """``predicted``: mean op seconds, from a prediction's ``op_time_s`` or its trace."""
+    p = predicted
     m = op_durations(measured, warmup, iterations)
     return {
         name: {

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from pslab.compare import COMPARED
 from pslab.trace import SpanRecord, Trace
 
 
@@ -119,3 +120,14 @@ def compute_metrics(
         "iterations_counted": int(_mean([float(v) for v in n_iter.values()])),
         **(extra or {}),
     }
+
+
+def mean_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run's metrics with every compared figure (and the staleness mean)
+    replaced by its mean over ``runs``: one prediction from several equally likely runs."""
+    out = dict(runs[0])
+    for key in COMPARED:
+        out[key] = _mean([float(r[key]) for r in runs])
+    out["staleness"] = {**runs[0]["staleness"]}
+    out["staleness"]["mean"] = _mean([r["staleness"]["mean"] for r in runs])
+    return out

@@ -7,6 +7,14 @@ side of a gRPC stream (serialisation and copies), a fixed cost per RPC, the
 server's update throughput, torch's compute time per batch, gloo's
 all-reduce. The profile records the machine it was measured on, so a stale
 or foreign profile is noticed rather than trusted.
+
+An op also costs more when its process has not run it for a while: its code
+and data have left the caches (and, on a virtual machine, an idle vCPU is
+slow to get going). A tiny model's forward and backward take about 0.2 ms
+back to back but 0.5 ms after a 5 ms sleep on the 2-core machine this was
+built on; a small RPC and a gloo all-reduce pay the same way. So each such
+cost has a *cold* figure beside its hot one, and ``cold_ramp_s`` says over
+how long an idle gap an op goes from hot to cold.
 """
 
 from __future__ import annotations
@@ -28,9 +36,13 @@ class Machine(BaseModel):
     grpc: str = ""
 
 
+PROFILE_FORMAT = 3  # bumped when a field is added that a cached profile would lack
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    format: int = Field(1, description="what a cached profile holds; older ones are re-measured")
     machine: Machine
     measured_at: float = Field(description="Unix time of the measurement")
     effective_cores: float = Field(
@@ -58,10 +70,28 @@ class Profile(BaseModel):
     allreduce_s_per_byte: float = Field(
         0.0, ge=0, description="CPU per byte a gloo ring step costs each end"
     )
-    allreduce_overhead_s: float = Field(0.0, ge=0, description="gloo all-reduce fixed wait")
+    allreduce_overhead_s: float = Field(0.0, ge=0, description="a tiny gloo all-reduce, 2 members")
+    allreduce_s: dict[str, float] = Field(
+        default_factory=dict, description="a gloo all-reduce's seconds, key 'members x bytes'"
+    )
+    compute_cold_s: dict[str, float] = Field(
+        default_factory=dict, description="forward+backward per batch after an idle gap"
+    )
+    rpc_cold_cpu_s: float = Field(
+        0.0, ge=0, description="extra CPU an RPC costs its two processes when both were idle"
+    )
+    allreduce_cold_cpu_s: float = Field(
+        0.0, ge=0, description="extra CPU each member spends on a gloo all-reduce entered idle"
+    )
+    cold_ramp_s: float = Field(
+        0.0, ge=0, description="idle gap over which an op goes from hot to cold (0: never cold)"
+    )
 
     def compute_key(self, model: str, batch: int) -> str:
         return f"{model}@{batch}"
+
+    def allreduce_key(self, members: int, nbytes: int) -> str:
+        return f"{members}x{nbytes}"
 
     def save(self, path: Path) -> None:
         path = Path(path)

@@ -134,6 +134,26 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return value
+
+
+def _repeat_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--repeat",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="emulate N times and compare with the median run (runs vary by 10-15%% here)",
+    )
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from pslab_cli.comparing import compare, compare_table
 
@@ -148,6 +168,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         Path(args.sim) if args.sim else None,
         Path(args.measured) if args.measured else None,
         console=err,
+        repeat=args.repeat,
     )
     out.print(compare_table(report))
     out.print(f"wrote {out_dir}/compare.json, timeline.png and breakdown.png")
@@ -160,7 +181,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
     if not directory.is_dir():
         raise UsageError(f"{directory}: not a directory of scenarios")
-    result = validate(directory, Path(args.out), lambda sc, d: run_launch(sc, d), console=err)
+    result = validate(directory, Path(args.out), lambda sc, d: run_launch(sc, d), err, args.repeat)
     out.print(result["table"])
     print(json.dumps(result["summary"]))
     return 0
@@ -245,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="runs/compare", help="output directory")
     p.add_argument("--sim", help="take the prediction from this earlier `pslab sim -o` run")
     p.add_argument("--measured", help="take the measurement from this earlier launch run")
+    _repeat_arg(p)
     p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("sweep", help="simulate a grid of variants and clusters, in parallel")
@@ -257,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="compare over a suite of scenarios")
     p.add_argument("directory", nargs="?", default="scenarios/validation")
     p.add_argument("-o", "--out", default="runs/validate", help="output directory")
+    _repeat_arg(p)
     p.set_defaults(fn=cmd_validate)
 
     serve_cli.add_parsers(sub, scenario_args)  # serve, certs

@@ -9,7 +9,9 @@ from, what its compute holds, and how a transfer is priced. Two platforms:
   calibration profile. Every role is a process on one host: its CPU work
   holds one of the machine's cores *and* its own interpreter lock, and a
   gRPC transfer is CPU work on both ends (serialisation, copies) plus a fixed
-  cost per RPC. Emulated compute and loading are sleeps that hold nothing.
+  cost per RPC, and an op its process has not run for a while costs its cold
+  figure (see :class:`Warmth`). Emulated compute and loading are sleeps that
+  hold nothing.
   What ``pslab compare`` predicts, so the comparison checks the model, not
   the difference between a cluster and a laptop.
 """
@@ -73,12 +75,47 @@ class NominalPlatform:
         return net.work(f"cpu:{self.host(role)}", seconds)
 
 
+class Warmth:
+    """When each process last ran each kind of op, and what the next one costs for the gap.
+
+    An op run back to back costs its hot figure; after an idle gap (asleep,
+    waiting, or running other code) its caches are cold and it costs more, the
+    extra growing linearly over the profile's ``cold_ramp_s``. A parameter
+    server that four workers keep busy stays warm; a worker's push after a
+    5 ms load does not.
+    """
+
+    def __init__(self, env: simpy.Environment, ramp_s: float) -> None:
+        self.env = env
+        self.ramp_s = ramp_s
+        self._last: dict[tuple[str, str], float] = {}
+
+    def extra(self, who: str, kind: str, cold_extra: float) -> float:
+        """The extra ``who`` pays for a ``kind`` op now; a first one is fully cold."""
+        if cold_extra <= 0 or self.ramp_s <= 0:
+            return 0.0
+        last = self._last.get((who, kind))
+        if last is None:
+            return cold_extra
+        return cold_extra * min((self.env.now - last) / self.ramp_s, 1.0)
+
+    def ran(self, who: str, kind: str, done: simpy.Event) -> simpy.Event:
+        """Note that ``who`` runs a ``kind`` op from now until ``done``; returns ``done``.
+
+        Warm from its start: an op that begins while another is running finds the
+        caches as that one left them."""
+        self._last[who, kind] = self.env.now
+        done.callbacks.append(lambda _e: self._last.__setitem__((who, kind), self.env.now))
+        return done
+
+
 class LoopbackNetwork(FlowNetwork):
     """Transfers between processes of one machine: CPU on both ends, then the RPC's fixed cost."""
 
     def __init__(self, env: simpy.Environment, cluster: Cluster, profile: Profile) -> None:
         super().__init__(env, cluster)
         self.profile = profile
+        self.warmth = Warmth(env, profile.cold_ramp_s)
         self.add_resource(MACHINE, profile.effective_cores or profile.machine.cores)
         for vertex in cluster.graph.nodes:
             if vertex != "localhost":
@@ -91,20 +128,33 @@ class LoopbackNetwork(FlowNetwork):
         nbytes: float,
         tag: object = None,
         max_rate: float = math.inf,
-        collective: bool = False,
+        ring_steps: int = 0,
     ) -> simpy.Event:
-        """A gRPC stream, or (``collective``) a gloo ring step over TCP: each priced as measured."""
+        """A gRPC stream, or a member's share of a gloo ring over TCP: each priced as measured."""
         p = self.profile
-        if collective:  # one ring step; the executor adds the ring's other steps' latency
-            send_b = recv_b = p.allreduce_s_per_byte
-            fixed_cpu, wait = 0.0, self.cluster.path_latency(src, dst)
+        if ring_steps:  # the executor adds the ring's other steps' latency
+            # a member sends once per ring: its cold CPU rides on its send
+            send_cpu = nbytes * p.allreduce_s_per_byte
+            send = self._end(src, "allreduce", send_cpu, p.allreduce_cold_cpu_s)
+            recv = self._end(dst, "allreduce", nbytes * p.allreduce_s_per_byte, 0.0)
+            wait = self.cluster.path_latency(src, dst)
         else:
             send_b = self._server_or(src, p.server_send_cpu_s_per_byte, p.send_cpu_s_per_byte)
             recv_b = self._server_or(dst, p.server_recv_cpu_s_per_byte, p.recv_cpu_s_per_byte)
-            fixed_cpu, wait = p.rpc_cpu_s / 2, p.rpc_overhead_s
-        send = self.work_on([MACHINE, f"proc:{src}"], nbytes * send_b + fixed_cpu)
-        recv = self.work_on([MACHINE, f"proc:{dst}"], nbytes * recv_b + fixed_cpu)
+            half, cold = p.rpc_cpu_s / 2, p.rpc_cold_cpu_s / 2
+            send = self._end(src, "rpc", nbytes * send_b + half, cold)
+            recv = self._end(dst, "rpc", nbytes * recv_b + half, cold)
+            wait = p.rpc_overhead_s
         return self.env.process(self._after(send, recv, wait, tag))
+
+    def _end(self, vertex: str, kind: str, cpu_s: float, cold_extra: float) -> simpy.Event:
+        """One process's share of a transfer: its CPU, plus what an idle gap made cold."""
+        extra = self.warmth.extra(vertex, kind, cold_extra)
+        return self.warmth.ran(vertex, kind, self.process_work(vertex, cpu_s + extra))
+
+    def process_work(self, vertex: str, cpu_s: float) -> simpy.Event:
+        """CPU work of the process at ``vertex``: a machine core and its interpreter lock."""
+        return self.work_on([MACHINE, f"proc:{vertex}"], cpu_s)
 
     @staticmethod
     def _server_or(vertex: str, server: float, client: float) -> float:
@@ -124,6 +174,10 @@ class LocalPlatform:
     def __init__(self, plan: Plan, profile: Profile, emulated_compute: bool) -> None:
         self.profile = profile
         self.emulated_compute = emulated_compute
+        emu = plan.scenario.emulation
+        key = profile.compute_key(emu.model, plan.scenario.workload.batch_size)
+        hot, cold = profile.compute_s.get(key, 0.0), profile.compute_cold_s.get(key, 0.0)
+        self.compute_cold_extra = max(cold - hot, 0.0) if hot and cold else 0.0
         self.worker_update_s_per_byte = profile.worker_update_s_per_byte
         self._jitter = {
             r.name: role_rng(plan.scenario.run.seed, f"{r.name}:sleep") for r in plan.roles
@@ -135,9 +189,7 @@ class LocalPlatform:
             names.append(REGISTRY)
         g = nx.Graph()
         g.add_node("localhost", kind="host", cores=profile.machine.cores)
-        # A ring step between two processes costs half a two-member gloo all-reduce (which
-        # is two steps); each process's edge to the hub carries half of that.
-        step = profile.allreduce_overhead_s / 2
+        step = self._ring_step_wait(plan, profile)
         for name in names:
             g.add_node(name, kind="host", cores=1)
             g.add_edge(name, "localhost", bandwidth=math.inf, latency=step / 2, name=name)
@@ -152,6 +204,21 @@ class LocalPlatform:
             hosts={"localhost": profile.machine.cores},
         )
         self.registry_host = REGISTRY
+
+    @staticmethod
+    def _ring_step_wait(plan: Plan, profile: Profile) -> float:
+        """A ring step's wait beyond its CPU, from the all-reduce calibration measured for
+        this run's gloo group at its model's size: what the per-byte CPU of its 2(n-1)
+        steps does not explain (the scheduler's hand-offs when members outnumber cores)."""
+        n = len(plan.collective_world)
+        measured = profile.allreduce_s.get(profile.allreduce_key(n, plan.model.nbytes))
+        if n < 2 or measured is None:  # a two-member tiny all-reduce is two steps
+            return profile.allreduce_overhead_s / 2
+        steps = 2 * (n - 1)
+        cores = profile.effective_cores or profile.machine.cores
+        per_member = 2 * (steps / n) * plan.model.nbytes * profile.allreduce_s_per_byte
+        cpu_wall = per_member * n / min(n, cores)
+        return max(measured - cpu_wall, 0.0) / steps
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
         return LoopbackNetwork(env, self.cluster, self.profile)
@@ -169,7 +236,8 @@ class LocalPlatform:
         return role.name
 
     def cpu_work(self, net: FlowNetwork, where: str, seconds: float) -> simpy.Event:
-        return net.work_on([MACHINE, f"proc:{where}"], seconds)
+        assert isinstance(net, LoopbackNetwork)
+        return net.process_work(where, seconds)
 
     def sleep(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
         """A real ``time.sleep``: it overshoots by a little, and by a different little each
@@ -187,4 +255,10 @@ class LocalPlatform:
     def compute(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
         if self.emulated_compute:
             return self.sleep(net, role, seconds)
-        return self.cpu_work(net, role.name, seconds)
+        assert isinstance(net, LoopbackNetwork)
+        # Workers run one torch build and one model shape: a compute on any of them warms the
+        # caches for the others (four computing at once took 0.58 ms each on two cores where a
+        # lone cold one takes 0.83 ms), so its warmth is the machine's, not the process's.
+        extra = net.warmth.extra(MACHINE, "compute", self.compute_cold_extra)
+        done = net.process_work(role.name, seconds + extra)
+        return net.warmth.ran(MACHINE, "compute", done)

@@ -7,6 +7,8 @@ import json
 import pytest
 
 from pslab.compare import compare_metrics, error_pct
+from pslab.scenario import load_scenario
+from pslab_cli.comparing import measure_median
 from pslab_cli.main import main
 
 
@@ -45,3 +47,18 @@ def test_error_pct_and_metric_join() -> None:
     out = compare_metrics(m, {**m, "overlap_ratio": 0.4})
     assert out["overlap_ratio"]["abs_error"] == pytest.approx(0.1)
     assert out["iteration_time_s"]["error_pct"] == 0.0
+
+
+def test_repeat_compares_with_the_median_run(tmp_path) -> None:
+    times = iter([0.3, 0.1, 0.2])
+
+    def measure(scenario, out_dir):
+        out_dir.mkdir(parents=True)
+        t = next(times)
+        (out_dir / "metrics.json").write_text(json.dumps({"iteration_time_s": t}))
+        return {"iteration_time_s": t}
+
+    scenario = load_scenario("scenarios/quickstart.yaml")
+    chosen, runs = measure_median(scenario, tmp_path, measure, repeat=3)
+    assert runs == [0.3, 0.1, 0.2]
+    assert json.loads((chosen / "metrics.json").read_text())["iteration_time_s"] == 0.2

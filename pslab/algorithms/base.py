@@ -94,6 +94,14 @@ class Plan:
     def roles(self) -> list[Role]:
         return self.workers + self.comms
 
+    @property
+    def collective_world(self) -> list[Role]:
+        """The roles that all-reduce through one torch.distributed group: every worker of
+        the all-reduce variants, or Layered SGD's communicators when there are several."""
+        if self.scenario.algorithm.name.value in ("allreduce", "local_sgd"):
+            return self.workers
+        return self.comms if len(self.comms) > 1 else []
+
 
 @dataclass(frozen=True)
 class Context:

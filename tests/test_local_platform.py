@@ -1,0 +1,95 @@
+"""The simulator's model of this machine: cold ops and gloo rings priced from a profile."""
+
+from __future__ import annotations
+
+import simpy
+
+from pslab.compare import op_durations
+from pslab.profile import Machine, Profile
+from pslab.scenario import load_scenario
+from sim.platform import Warmth
+from sim.run import simulate_emulated
+
+MS = 1e-3
+
+
+def _profile(**figures: object) -> Profile:
+    """A machine whose every cost is zero unless named: each test sees one mechanism."""
+    zero = dict.fromkeys(
+        (
+            "send_cpu_s_per_byte",
+            "recv_cpu_s_per_byte",
+            "rpc_overhead_s",
+            "rpc_cpu_s",
+            "update_s_per_byte",
+        ),
+        0.0,
+    )
+    machine = Machine(hostname="test", cores=2, python="3")
+    return Profile(machine=machine, measured_at=0.0, **{**zero, **figures})
+
+
+def test_warmth_ramps_from_hot_to_cold_over_the_idle_gap() -> None:
+    env = simpy.Environment()
+    warmth = Warmth(env, ramp_s=10 * MS)
+    assert warmth.extra("p", "compute", 2 * MS) == 2 * MS  # never ran: cold
+    done = warmth.ran("p", "compute", env.timeout(1 * MS))
+    env.run(until=done)
+    assert warmth.extra("p", "compute", 2 * MS) == 0.0  # back to back: hot
+    env.run(until=6 * MS)
+    assert abs(warmth.extra("p", "compute", 2 * MS) - 1 * MS) < 1e-12  # half the ramp
+    assert warmth.extra("q", "compute", 2 * MS) == 2 * MS  # another process's is its own
+    assert Warmth(env, ramp_s=0.0).extra("p", "compute", 2 * MS) == 0.0  # never cold here
+
+
+def _ops(scenario_file: str, profile: Profile, *overrides: str) -> dict[str, float]:
+    scenario = load_scenario(f"scenarios/validation/{scenario_file}", list(overrides))
+    run = scenario.run
+    return op_durations(simulate_emulated(scenario, profile).trace, run.warmup, run.iterations)
+
+
+def test_real_compute_pays_its_cold_figure_after_a_load(root) -> None:
+    profile = _profile(
+        compute_s={"digits_mlp@32": 1 * MS},
+        compute_cold_s={"digits_mlp@32": 3 * MS},
+        cold_ramp_s=10 * MS,
+    )
+    one = ("topology.workers_per_node=1", "run.iterations=6")
+    after_load = _ops("sync_ps_real.yaml", profile, *one, "workload.io_time=20ms")
+    assert abs(after_load["compute"] - 3 * MS) < 0.01 * MS
+    back_to_back = _ops("sync_ps_real.yaml", profile, *one, "workload.io_time=0")
+    assert abs(back_to_back["compute"] - 1 * MS) < 0.01 * MS
+
+
+def test_a_ring_takes_what_its_group_measured_at_its_size(root) -> None:
+    """Four gloo members on two cores: the ring's time is the measured all-reduce of that
+    group and size, not two members' per-step figure times 2(n-1) steps."""
+    measured = 8 * MS
+    profile = _profile(allreduce_overhead_s=0.1 * MS, allreduce_s={"4x19240": measured})
+    ops = _ops("allreduce_real.yaml", profile, "emulation.compute=emulated")
+    assert abs(ops["allreduce"] - measured) < 0.05 * measured
+    two = _ops(
+        "allreduce_real.yaml", profile, "emulation.compute=emulated", "topology.workers_per_node=2"
+    )
+    assert two["allreduce"] < 0.2 * MS  # no figure for two: two members' tiny all-reduce
+
+
+def test_an_asynchronous_prediction_is_the_mean_over_start_phases(root) -> None:
+    """Where the workers' pushes meet depends on their phase; a barrier forgets it."""
+    profile = _profile(
+        rpc_cpu_s=2 * MS,
+        send_cpu_s_per_byte=1e-9,
+        recv_cpu_s_per_byte=1e-9,
+        rpc_overhead_s=0.2 * MS,
+    )
+    async_ps = load_scenario("scenarios/validation/async_ps_emulated.yaml")
+    result = simulate_emulated(async_ps, profile)
+    low, high = result.metrics["iteration_time_s_phases"]
+    assert result.trace.meta["phases"] == 8
+    assert low < result.metrics["iteration_time_s"] < high
+    assert set(result.metrics["op_time_s"]) >= {"push", "pull", "compute", "load"}
+    sync_ps = load_scenario("scenarios/validation/sync_ps_emulated.yaml")
+    result = simulate_emulated(sync_ps, profile)
+    assert result.trace.meta["phases"] == 2  # the second phase matched the first: stop
+    low, high = result.metrics["iteration_time_s_phases"]
+    assert abs(high - low) <= 1e-6 * high
