@@ -236,7 +236,8 @@ def _gloo_member(rank: int, world: int, port: int, elements: int) -> None:
     """One of ``world`` processes timing gloo all-reduces.
 
     Rank 0 prints the seconds of a tiny and of a big all-reduce back to back,
-    and the CPU a tiny one costs a member back to back and after all idled.
+    the CPU a tiny one costs a member back to back and after all idled, and
+    the CPU a big one costs it.
     """
     import torch.distributed as dist
 
@@ -261,13 +262,13 @@ def _gloo_member(rank: int, world: int, port: int, elements: int) -> None:
     small_s, hot_cpu = timed(small, 50)
     _, cold_cpu = timed(small, 30, COLD_GAP_S)
     timed(big, 3)
-    big_s, _ = timed(big, 30)
+    big_s, big_cpu = timed(big, 30)
     dist.destroy_process_group()
     if rank == 0:
-        print(small_s, big_s, hot_cpu, cold_cpu, flush=True)
+        print(small_s, big_s, hot_cpu, cold_cpu, big_cpu, flush=True)
 
 
-def _gloo(world: int, elements: int) -> tuple[float, float, float, float]:
+def _gloo(world: int, elements: int) -> tuple[float, ...]:
     from grpc_ps.launch import free_port
 
     port = free_port()
@@ -280,8 +281,7 @@ def _gloo(world: int, elements: int) -> tuple[float, float, float, float]:
     out, _ = procs[0].communicate(timeout=120)
     for p in procs[1:]:
         p.wait(timeout=30)
-    small, big, hot_cpu, cold_cpu = (float(x) for x in out.split())
-    return small, big, hot_cpu, cold_cpu
+    return tuple(float(x) for x in out.split())
 
 
 def measure_allreduce(nbytes: int) -> dict[str, float]:
@@ -291,7 +291,7 @@ def measure_allreduce(nbytes: int) -> dict[str, float]:
     In a two-member ring each process sends and receives the whole tensor, so
     the time beyond a tiny all-reduce's is 2·nbytes of per-byte work.
     """
-    small, big, hot_cpu, cold_cpu = _gloo(2, nbytes // 4)
+    small, big, hot_cpu, cold_cpu, _ = _gloo(2, nbytes // 4)
     return {
         "allreduce_s_per_byte": max(big - small, 0.0) / (2 * nbytes),
         "allreduce_overhead_s": small,
@@ -299,15 +299,17 @@ def measure_allreduce(nbytes: int) -> dict[str, float]:
     }
 
 
-def measure_allreduce_at(world: int, nbytes: int) -> float:
-    """Seconds of one all-reduce of ``nbytes`` among ``world`` processes on this machine.
+def measure_allreduce_at(world: int, nbytes: int) -> tuple[float, float]:
+    """Seconds of one all-reduce of ``nbytes`` among ``world`` processes on this machine,
+    and the CPU it costs each.
 
     Two members' figures do not scale to more: with more members than cores a
     ring step waits for the scheduler to run the member it waits for, and a
     19 KB all-reduce took ~7 ms among four processes on two cores where it
     took 0.4 ms between two. So it is measured at the scenario's size.
     """
-    return _gloo(world, max(nbytes // 4, 1))[1]
+    figures = _gloo(world, max(nbytes // 4, 1))
+    return figures[1], figures[4]
 
 
 def _forward_backward(model: str, batch: int) -> Callable[[int], None]:
@@ -427,11 +429,12 @@ def with_scenario(profile: Profile, scenario: Scenario, step: Step | None = None
     plan = build_plan(scenario)
     world = len(plan.collective_world)
     ring = profile.allreduce_key(world, plan.model.nbytes)
-    if world > 1 and ring not in profile.allreduce_s:
+    if world > 1 and not (ring in profile.allreduce_s and ring in profile.allreduce_cpu_s):
         if step:
             step(f"gloo all-reduce among {world}", 0.9)
-        seconds = measure_allreduce_at(world, plan.model.nbytes)
+        seconds, cpu = measure_allreduce_at(world, plan.model.nbytes)
         update["allreduce_s"] = {**profile.allreduce_s, ring: seconds}
+        update["allreduce_cpu_s"] = {**profile.allreduce_cpu_s, ring: cpu}
     return profile.model_copy(update=update) if update else profile
 
 

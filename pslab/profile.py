@@ -36,7 +36,7 @@ class Machine(BaseModel):
     grpc: str = ""
 
 
-PROFILE_FORMAT = 3  # bumped when a field is added that a cached profile would lack
+PROFILE_FORMAT = 4  # bumped when a field is added that a cached profile would lack
 
 
 class Profile(BaseModel):
@@ -73,6 +73,9 @@ class Profile(BaseModel):
     allreduce_overhead_s: float = Field(0.0, ge=0, description="a tiny gloo all-reduce, 2 members")
     allreduce_s: dict[str, float] = Field(
         default_factory=dict, description="a gloo all-reduce's seconds, key 'members x bytes'"
+    )
+    allreduce_cpu_s: dict[str, float] = Field(
+        default_factory=dict, description="CPU each member spends on it, same key"
     )
     compute_cold_s: dict[str, float] = Field(
         default_factory=dict, description="forward+backward per batch after an idle gap"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
+from dataclasses import dataclass
 
 import networkx as nx
 import simpy
@@ -109,12 +110,42 @@ class Warmth:
         return done
 
 
+@dataclass(frozen=True)
+class GlooRing:
+    """What a gloo ring costs a member here, per byte it sends, and each step's wait."""
+
+    send_cpu_s_per_byte: float
+    recv_cpu_s_per_byte: float
+    step_wait_s: float
+
+
+def gloo_ring(plan: Plan, profile: Profile) -> GlooRing:
+    """The run's gloo ring, priced from the all-reduce calibration of its group at its
+    model's size: each member's measured CPU (held on a core, so other work slows it),
+    and a wait per step for what that CPU does not explain (the scheduler's hand-offs
+    when members outnumber cores). Without that figure, two members' per-byte cost at
+    each end and the two steps of a tiny all-reduce."""
+    n, nbytes = len(plan.collective_world), plan.model.nbytes
+    key = profile.allreduce_key(n, nbytes)
+    wall, cpu = profile.allreduce_s.get(key), profile.allreduce_cpu_s.get(key)
+    if n < 2 or wall is None or cpu is None:
+        per_byte = profile.allreduce_s_per_byte
+        return GlooRing(per_byte, per_byte, profile.allreduce_overhead_s / 2)
+    steps = 2 * (n - 1)
+    cores = profile.effective_cores or profile.machine.cores
+    cpu_wall = cpu * n / min(n, cores)
+    return GlooRing(cpu / (steps / n * nbytes), 0.0, max(wall - cpu_wall, 0.0) / steps)
+
+
 class LoopbackNetwork(FlowNetwork):
     """Transfers between processes of one machine: CPU on both ends, then the RPC's fixed cost."""
 
-    def __init__(self, env: simpy.Environment, cluster: Cluster, profile: Profile) -> None:
+    def __init__(
+        self, env: simpy.Environment, cluster: Cluster, profile: Profile, ring: GlooRing
+    ) -> None:
         super().__init__(env, cluster)
         self.profile = profile
+        self.ring = ring
         self.warmth = Warmth(env, profile.cold_ramp_s)
         self.add_resource(MACHINE, profile.effective_cores or profile.machine.cores)
         for vertex in cluster.graph.nodes:
@@ -134,9 +165,10 @@ class LoopbackNetwork(FlowNetwork):
         p = self.profile
         if ring_steps:  # the executor adds the ring's other steps' latency
             # a member sends once per ring: its cold CPU rides on its send
-            send_cpu = nbytes * p.allreduce_s_per_byte
+            ring = self.ring
+            send_cpu = nbytes * ring.send_cpu_s_per_byte
             send = self._end(src, "allreduce", send_cpu, p.allreduce_cold_cpu_s)
-            recv = self._end(dst, "allreduce", nbytes * p.allreduce_s_per_byte, 0.0)
+            recv = self._end(dst, "allreduce", nbytes * ring.recv_cpu_s_per_byte, 0.0)
             wait = self.cluster.path_latency(src, dst)
         else:
             send_b = self._server_or(src, p.server_send_cpu_s_per_byte, p.send_cpu_s_per_byte)
@@ -189,10 +221,11 @@ class LocalPlatform:
             names.append(REGISTRY)
         g = nx.Graph()
         g.add_node("localhost", kind="host", cores=profile.machine.cores)
-        step = self._ring_step_wait(plan, profile)
-        for name in names:
+        self.ring = gloo_ring(plan, profile)
+        for name in names:  # two processes' path: one ring step's wait
             g.add_node(name, kind="host", cores=1)
-            g.add_edge(name, "localhost", bandwidth=math.inf, latency=step / 2, name=name)
+            latency = self.ring.step_wait_s / 2
+            g.add_edge(name, "localhost", bandwidth=math.inf, latency=latency, name=name)
         n = len(plan.workers)
         self.cluster = Cluster(
             graph=g,
@@ -205,23 +238,8 @@ class LocalPlatform:
         )
         self.registry_host = REGISTRY
 
-    @staticmethod
-    def _ring_step_wait(plan: Plan, profile: Profile) -> float:
-        """A ring step's wait beyond its CPU, from the all-reduce calibration measured for
-        this run's gloo group at its model's size: what the per-byte CPU of its 2(n-1)
-        steps does not explain (the scheduler's hand-offs when members outnumber cores)."""
-        n = len(plan.collective_world)
-        measured = profile.allreduce_s.get(profile.allreduce_key(n, plan.model.nbytes))
-        if n < 2 or measured is None:  # a two-member tiny all-reduce is two steps
-            return profile.allreduce_overhead_s / 2
-        steps = 2 * (n - 1)
-        cores = profile.effective_cores or profile.machine.cores
-        per_member = 2 * (steps / n) * plan.model.nbytes * profile.allreduce_s_per_byte
-        cpu_wall = per_member * n / min(n, cores)
-        return max(measured - cpu_wall, 0.0) / steps
-
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
-        return LoopbackNetwork(env, self.cluster, self.profile)
+        return LoopbackNetwork(env, self.cluster, self.profile, self.ring)
 
     def endpoint(self, role: Role) -> str:
         return role.name

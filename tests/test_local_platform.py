@@ -65,7 +65,11 @@ def test_a_ring_takes_what_its_group_measured_at_its_size(root) -> None:
     """Four gloo members on two cores: the ring's time is the measured all-reduce of that
     group and size, not two members' per-step figure times 2(n-1) steps."""
     measured = 8 * MS
-    profile = _profile(allreduce_overhead_s=0.1 * MS, allreduce_s={"4x19240": measured})
+    profile = _profile(
+        allreduce_overhead_s=0.1 * MS,
+        allreduce_s={"4x19240": measured},
+        allreduce_cpu_s={"4x19240": 1 * MS},  # 4 members on 2 cores: 2 ms of the 8
+    )
     ops = _ops("allreduce_real.yaml", profile, "emulation.compute=emulated")
     assert abs(ops["allreduce"] - measured) < 0.05 * measured
     two = _ops(
