@@ -110,13 +110,22 @@ def _serve_forever(elements: int) -> None:
     server.wait_for_termination()
 
 
-def _timed(fn: Callable[[], object], repeat: int, server: _Server) -> tuple[float, float, float]:
-    """(wall, client CPU, server CPU) per call, averaged over ``repeat`` calls."""
-    w0, c0, s0 = time.perf_counter(), time.process_time(), server.cpu()
-    for _ in range(repeat):
-        fn()
-    w1, c1, s1 = time.perf_counter(), time.process_time(), server.cpu()
-    return (w1 - w0) / repeat, (c1 - c0) / repeat, (s1 - s0) / repeat
+def _timed(
+    fn: Callable[[], object], repeat: int, server: _Server, bursts: int = 5
+) -> tuple[float, float, float]:
+    """(wall, client CPU, server CPU) per call: each the median over ``bursts`` bursts of
+    ``repeat // bursts`` calls, so a moment when other jobs slowed the machine is outvoted
+    (one calibration's mean came out 30 % above three taken just after it)."""
+    per = max(repeat // bursts, 1)
+    figures = []
+    for _ in range(bursts):
+        w0, c0, s0 = time.perf_counter(), time.process_time(), server.cpu()
+        for _ in range(per):
+            fn()
+        w1, c1, s1 = time.perf_counter(), time.process_time(), server.cpu()
+        figures.append(((w1 - w0) / per, (c1 - c0) / per, (s1 - s0) / per))
+    wall, client, srv = np.median(np.array(figures), axis=0)
+    return float(wall), float(client), float(srv)
 
 
 def measure_update(nbytes: int) -> float:
@@ -142,6 +151,7 @@ def measure_rpc(nbytes: int, step: Step) -> dict[str, float]:
             lambda: (small.client.push(one, next(it)), small.client.pull(one)), 200, small
         )
         step("idle RPCs", 0.2)
+        rpc_ramp = _ramp(_costs_after_gaps(lambda _i: small.client.push(one, next(it))))
         _, hot_c, hot_s = _timed(lambda: small.client.push(one, next(it)), 100, small)
         _, cold_c, cold_s = _timed(
             lambda: (time.sleep(COLD_GAP_S), small.client.push(one, next(it))), 100, small
@@ -179,6 +189,7 @@ def measure_rpc(nbytes: int, step: Step) -> dict[str, float]:
         "rpc_overhead_s": max(rpc_wall - half, 0.0),
         "rpc_cpu_s": rpc_cpu,
         "rpc_cold_cpu_s": rpc_cold,
+        "rpc_cold_ramp_s": rpc_ramp,
         "update_s_per_byte": update,
     }
 
@@ -334,26 +345,42 @@ def _per_call(fn: Callable[[int], object], calls: range, gap: float = 0.0) -> fl
     return float(np.median(seconds))
 
 
-def measure_compute(model: str, batch: int) -> tuple[float, float]:
-    """Forward+backward seconds per batch back to back and after an idle gap, one torch
-    thread, as a launched worker runs it."""
+def measure_compute(model: str, batch: int) -> tuple[float, float, float]:
+    """Forward+backward seconds per batch back to back and after idling (one torch thread,
+    as a launched worker runs it), and the idle gap over which it goes from one to the
+    other."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        step = _forward_backward(model, batch)
-        _per_call(step, range(10))
-        return _per_call(step, range(10, 60)), _per_call(step, range(60, 100), COLD_GAP_S)
+        costs = _costs_after_gaps(_forward_backward(model, batch))
     finally:
         torch.set_num_threads(threads)
+    return float(costs[0]), float(costs[-1]), _ramp(costs)
+
+
+def _costs_after_gaps(fn: Callable[[int], object]) -> np.ndarray:
+    """Median seconds of ``fn`` after each idle gap of :data:`RAMP_GAPS_S` (the last is
+    :data:`COLD_GAP_S`)."""
+    _per_call(fn, range(20))
+    return np.array([_per_call(fn, range(30), gap) for gap in RAMP_GAPS_S])
+
+
+def _ramp(costs: np.ndarray) -> float:
+    """The idle gap over which an op goes from hot to cold, fitted as a linear ramp: the
+    length whose ``min(gap / ramp, 1)`` best fits the slow-down after each gap of
+    :data:`RAMP_GAPS_S`, normalised by the longest gap's. 0: never measurably cold."""
+    extra = costs - costs[0]
+    if extra[-1] <= 0.1 * costs[0]:
+        return 0.0
+    shape = np.clip(extra / extra[-1], 0.0, 1.0)
+    gaps = np.asarray(RAMP_GAPS_S)
+    candidates = np.linspace(0.0005, max(RAMP_GAPS_S), 80)
+    misfit = [float(np.sum((np.minimum(gaps / r, 1.0) - shape) ** 2)) for r in candidates]
+    return float(candidates[int(np.argmin(misfit))])
 
 
 def measure_cold_ramp() -> float:
-    """The idle gap over which an op goes from hot to cold, fitted as a linear ramp.
-
-    Timed on a small torch workload after each gap of :data:`RAMP_GAPS_S`; the
-    ramp's length is the one whose ``min(gap / ramp, 1)`` best fits the
-    measured slow-down, normalised by the longest gap's.
-    """
+    """The cold ramp of a small torch workload: for ops not measured on their own."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -364,18 +391,9 @@ def measure_cold_ramp() -> float:
             for _ in range(20):
                 y = torch.relu(y @ a)
 
-        _per_call(work, range(50))
-        costs = np.array([_per_call(work, range(30), gap) for gap in RAMP_GAPS_S])
+        return _ramp(_costs_after_gaps(work))
     finally:
         torch.set_num_threads(threads)
-    extra = costs - costs[0]
-    if extra[-1] <= 0.1 * costs[0]:  # no measurable slow-down: ops never go cold here
-        return 0.0
-    shape = np.clip(extra / extra[-1], 0.0, 1.0)
-    gaps = np.asarray(RAMP_GAPS_S)
-    candidates = np.linspace(0.0005, max(RAMP_GAPS_S), 80)
-    misfit = [float(np.sum((np.minimum(gaps / r, 1.0) - shape) ** 2)) for r in candidates]
-    return float(candidates[int(np.argmin(misfit))])
 
 
 def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Profile:
@@ -420,12 +438,13 @@ def with_scenario(profile: Profile, scenario: Scenario, step: Step | None = None
     update: dict[str, dict] = {}
     emu = scenario.emulation
     key = profile.compute_key(emu.model, scenario.workload.batch_size)
-    if emu.compute == "real" and not (key in profile.compute_s and key in profile.compute_cold_s):
+    if emu.compute == "real" and key not in profile.compute_cold_ramp_s:
         if step:
             step(f"compute {key}", 0.8)
-        hot, cold = measure_compute(emu.model, scenario.workload.batch_size)
+        hot, cold, ramp = measure_compute(emu.model, scenario.workload.batch_size)
         update["compute_s"] = {**profile.compute_s, key: hot}
         update["compute_cold_s"] = {**profile.compute_cold_s, key: cold}
+        update["compute_cold_ramp_s"] = {**profile.compute_cold_ramp_s, key: ramp}
     plan = build_plan(scenario)
     world = len(plan.collective_world)
     ring = profile.allreduce_key(world, plan.model.nbytes)

@@ -13,8 +13,9 @@ and data have left the caches (and, on a virtual machine, an idle vCPU is
 slow to get going). A tiny model's forward and backward take about 0.2 ms
 back to back but 0.5 ms after a 5 ms sleep on the 2-core machine this was
 built on; a small RPC and a gloo all-reduce pay the same way. So each such
-cost has a *cold* figure beside its hot one, and ``cold_ramp_s`` says over
-how long an idle gap an op goes from hot to cold.
+cost has a *cold* figure beside its hot one, and a ramp says over how long an
+idle gap an op goes from hot to cold (measured on each op where it matters,
+``cold_ramp_s`` for the rest).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Machine(BaseModel):
     grpc: str = ""
 
 
-PROFILE_FORMAT = 4  # bumped when a field is added that a cached profile would lack
+PROFILE_FORMAT = 5  # bumped when a field is added that a cached profile would lack
 
 
 class Profile(BaseModel):
@@ -88,6 +89,10 @@ class Profile(BaseModel):
     )
     cold_ramp_s: float = Field(
         0.0, ge=0, description="idle gap over which an op goes from hot to cold (0: never cold)"
+    )
+    rpc_cold_ramp_s: float = Field(0.0, ge=0, description="that gap for an RPC")
+    compute_cold_ramp_s: dict[str, float] = Field(
+        default_factory=dict, description="that gap for a model's compute, same key"
     )
 
     def compute_key(self, model: str, batch: int) -> str:

@@ -81,24 +81,23 @@ class Warmth:
 
     An op run back to back costs its hot figure; after an idle gap (asleep,
     waiting, or running other code) its caches are cold and it costs more, the
-    extra growing linearly over the profile's ``cold_ramp_s``. A parameter
+    extra growing linearly over the op's ramp (see the profile). A parameter
     server that four workers keep busy stays warm; a worker's push after a
     5 ms load does not.
     """
 
-    def __init__(self, env: simpy.Environment, ramp_s: float) -> None:
+    def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self.ramp_s = ramp_s
         self._last: dict[tuple[str, str], float] = {}
 
-    def extra(self, who: str, kind: str, cold_extra: float) -> float:
+    def extra(self, who: str, kind: str, cold_extra: float, ramp_s: float) -> float:
         """The extra ``who`` pays for a ``kind`` op now; a first one is fully cold."""
-        if cold_extra <= 0 or self.ramp_s <= 0:
+        if cold_extra <= 0 or ramp_s <= 0:
             return 0.0
         last = self._last.get((who, kind))
         if last is None:
             return cold_extra
-        return cold_extra * min((self.env.now - last) / self.ramp_s, 1.0)
+        return cold_extra * min((self.env.now - last) / ramp_s, 1.0)
 
     def ran(self, who: str, kind: str, done: simpy.Event) -> simpy.Event:
         """Note that ``who`` runs a ``kind`` op from now until ``done``; returns ``done``.
@@ -146,7 +145,8 @@ class LoopbackNetwork(FlowNetwork):
         super().__init__(env, cluster)
         self.profile = profile
         self.ring = ring
-        self.warmth = Warmth(env, profile.cold_ramp_s)
+        self.warmth = Warmth(env)
+        self.rpc_ramp_s = profile.rpc_cold_ramp_s or profile.cold_ramp_s
         self.add_resource(MACHINE, profile.effective_cores or profile.machine.cores)
         for vertex in cluster.graph.nodes:
             if vertex != "localhost":
@@ -167,21 +167,25 @@ class LoopbackNetwork(FlowNetwork):
             # a member sends once per ring: its cold CPU rides on its send
             ring = self.ring
             send_cpu = nbytes * ring.send_cpu_s_per_byte
-            send = self._end(src, "allreduce", send_cpu, p.allreduce_cold_cpu_s)
-            recv = self._end(dst, "allreduce", nbytes * ring.recv_cpu_s_per_byte, 0.0)
+            cold, ramp = p.allreduce_cold_cpu_s, p.cold_ramp_s
+            send = self._end(src, "allreduce", send_cpu, cold, ramp)
+            recv = self._end(dst, "allreduce", nbytes * ring.recv_cpu_s_per_byte, 0.0, ramp)
             wait = self.cluster.path_latency(src, dst)
         else:
             send_b = self._server_or(src, p.server_send_cpu_s_per_byte, p.send_cpu_s_per_byte)
             recv_b = self._server_or(dst, p.server_recv_cpu_s_per_byte, p.recv_cpu_s_per_byte)
             half, cold = p.rpc_cpu_s / 2, p.rpc_cold_cpu_s / 2
-            send = self._end(src, "rpc", nbytes * send_b + half, cold)
-            recv = self._end(dst, "rpc", nbytes * recv_b + half, cold)
+            ramp = self.rpc_ramp_s
+            send = self._end(src, "rpc", nbytes * send_b + half, cold, ramp)
+            recv = self._end(dst, "rpc", nbytes * recv_b + half, cold, ramp)
             wait = p.rpc_overhead_s
         return self.env.process(self._after(send, recv, wait, tag))
 
-    def _end(self, vertex: str, kind: str, cpu_s: float, cold_extra: float) -> simpy.Event:
+    def _end(
+        self, vertex: str, kind: str, cpu_s: float, cold_extra: float, ramp_s: float
+    ) -> simpy.Event:
         """One process's share of a transfer: its CPU, plus what an idle gap made cold."""
-        extra = self.warmth.extra(vertex, kind, cold_extra)
+        extra = self.warmth.extra(vertex, kind, cold_extra, ramp_s)
         return self.warmth.ran(vertex, kind, self.process_work(vertex, cpu_s + extra))
 
     def process_work(self, vertex: str, cpu_s: float) -> simpy.Event:
@@ -210,6 +214,7 @@ class LocalPlatform:
         key = profile.compute_key(emu.model, plan.scenario.workload.batch_size)
         hot, cold = profile.compute_s.get(key, 0.0), profile.compute_cold_s.get(key, 0.0)
         self.compute_cold_extra = max(cold - hot, 0.0) if hot and cold else 0.0
+        self.compute_ramp_s = profile.compute_cold_ramp_s.get(key, profile.cold_ramp_s)
         self.worker_update_s_per_byte = profile.worker_update_s_per_byte
         self._jitter = {
             r.name: role_rng(plan.scenario.run.seed, f"{r.name}:sleep") for r in plan.roles
@@ -277,6 +282,6 @@ class LocalPlatform:
         # Workers run one torch build and one model shape: a compute on any of them warms the
         # caches for the others (four computing at once took 0.58 ms each on two cores where a
         # lone cold one takes 0.83 ms), so its warmth is the machine's, not the process's.
-        extra = net.warmth.extra(MACHINE, "compute", self.compute_cold_extra)
+        extra = net.warmth.extra(MACHINE, "compute", self.compute_cold_extra, self.compute_ramp_s)
         done = net.process_work(role.name, seconds + extra)
         return net.warmth.ran(MACHINE, "compute", done)

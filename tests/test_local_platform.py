@@ -31,15 +31,15 @@ def _profile(**figures: object) -> Profile:
 
 def test_warmth_ramps_from_hot_to_cold_over_the_idle_gap() -> None:
     env = simpy.Environment()
-    warmth = Warmth(env, ramp_s=10 * MS)
-    assert warmth.extra("p", "compute", 2 * MS) == 2 * MS  # never ran: cold
+    warmth, ramp = Warmth(env), 10 * MS
+    assert warmth.extra("p", "compute", 2 * MS, ramp) == 2 * MS  # never ran: cold
     done = warmth.ran("p", "compute", env.timeout(1 * MS))
     env.run(until=done)
-    assert warmth.extra("p", "compute", 2 * MS) == 0.0  # back to back: hot
+    assert warmth.extra("p", "compute", 2 * MS, ramp) == 0.0  # back to back: hot
     env.run(until=6 * MS)
-    assert abs(warmth.extra("p", "compute", 2 * MS) - 1 * MS) < 1e-12  # half the ramp
-    assert warmth.extra("q", "compute", 2 * MS) == 2 * MS  # another process's is its own
-    assert Warmth(env, ramp_s=0.0).extra("p", "compute", 2 * MS) == 0.0  # never cold here
+    assert abs(warmth.extra("p", "compute", 2 * MS, ramp) - 1 * MS) < 1e-12  # half the ramp
+    assert warmth.extra("q", "compute", 2 * MS, ramp) == 2 * MS  # another process's is its own
+    assert warmth.extra("p", "compute", 2 * MS, 0.0) == 0.0  # never cold here
 
 
 def _ops(scenario_file: str, profile: Profile, *overrides: str) -> dict[str, float]:
