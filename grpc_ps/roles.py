@@ -104,7 +104,7 @@ def run_server(run_dir: Path, shard: int, journal: Journal | None = None, port: 
     server.stop(1.0).wait()
     servicer.checkpoint()
     trace = Trace("emu")
-    for start, end, staleness, version in servicer.applies:
+    for start, end, staleness, version, iteration in servicer.applies:
         trace.add(
             SpanRecord(
                 server_name(shard),
@@ -113,7 +113,7 @@ def run_server(run_dir: Path, shard: int, journal: Journal | None = None, port: 
                 "server",
                 start,
                 end,
-                -1,
+                iteration,
                 length * 4,
                 args={"staleness": staleness, "version": version},
             )

@@ -231,13 +231,15 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
         self._round_sum: np.ndarray | None = None  # BSP: sum of this round's pushes
         self._round_mode = ""
         self._round_count = 0
+        self._round_iteration = -1  # the iteration the open round's pushes were computed in
         self._received = 0
         self._applied = 0
         self._staleness: Counter[int] = Counter()
         self._bytes_in = 0
         self._bytes_out = 0
         self.clock = clock
-        self.applies: list[tuple[float, float, list[int], int]] = []  # start, end, stale, version
+        # start, end, staleness, version, the iteration of the push that made the update
+        self.applies: list[tuple[float, float, list[int], int, int]] = []
         self._last_iteration = [-1] * n_workers  # per worker, the last push id accepted
         self._non_finite = 0
         self._duplicates = 0
@@ -322,7 +324,7 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
             self._pool.append(buf)
             self._cond.notify_all()
 
-    def _apply(self, total: np.ndarray, count: int, mode: str, done: Apply) -> None:
+    def _apply(self, total: np.ndarray, count: int, mode: str, done: Apply, iteration: int) -> None:
         """Apply ``count`` pushes summing to ``total``, which this call then owns."""
         x = self._params
         assert x is not None
@@ -333,7 +335,7 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
         else:
             _update(x, total, count, mode, self.lr, self.momentum, self._velocity, out=x)
             self._release(total)
-        self.applies.append((start, self.clock(), list(done.staleness), done.version))
+        self.applies.append((start, self.clock(), list(done.staleness), done.version, iteration))
         self._applied += len(done.workers)
         self._staleness.update(done.staleness)
         self._cond.notify_all()
@@ -483,9 +485,10 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
         self._received += 1
         if not self.policy.aggregate:
             assert done is not None
-            self._apply(buf, 1, mode, done)
+            self._apply(buf, 1, mode, done, iteration)
         elif self._round_sum is None:
             self._round_sum, self._round_mode, self._round_count = buf, mode, 1
+            self._round_iteration = iteration
         else:
             self._round_sum += buf
             self._round_count += 1
@@ -500,7 +503,7 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
         total, count, mode = self._round_sum, self._round_count, self._round_mode
         assert total is not None
         self._round_sum, self._round_mode, self._round_count = None, "", 0
-        self._apply(total, count, mode, done)
+        self._apply(total, count, mode, done, self._round_iteration)
 
     def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         if request.shard_id != self.shard_id:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -12,6 +13,7 @@ from grpc_ps.launch import LaunchError, launch
 from pslab.data import Batches, load
 from pslab.models import FlatModel
 from pslab.scenario import scenario_from_dict
+from pslab.trace import load_spans
 
 pytestmark = pytest.mark.slow  # real processes: several seconds each
 
@@ -90,6 +92,10 @@ def test_emulated_metrics_have_the_simulator_schema(tmp_path) -> None:
     assert measured["compute_time_s"] == pytest.approx(0.005, rel=0.5)
     assert measured["staleness"]["histogram"]
     assert (tmp_path / "trace.json").exists() and (tmp_path / "metrics.json").exists()
+    # the server's updates sit on the iterations of the pushes that made them, as simulated
+    spans = load_spans(json.loads((tmp_path / "trace.json").read_text())).spans
+    applied = sorted(s.iteration for s in spans if s.name == "apply")
+    assert applied == sorted(list(range(8)) * 2)  # ASP: one update per push, 2 workers
 
 
 def test_a_dead_worker_stops_sync_ps_naming_it(monkeypatch) -> None:
