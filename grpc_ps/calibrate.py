@@ -27,7 +27,7 @@ from grpc_ps.client import PSClient
 from grpc_ps.server import ParameterServerServicer, serve
 from pslab import rules
 from pslab.policies import StalenessPolicy
-from pslab.profile import PROFILE_FORMAT, Machine, Profile
+from pslab.profile import PROFILE_FORMAT, Machine, Profile, ProfileError
 from pslab.scenario import Scenario
 
 STALE_AFTER_S = 7 * 24 * 3600
@@ -459,13 +459,9 @@ def with_scenario(profile: Profile, scenario: Scenario, step: Step | None = None
 
 def _cached(path: Path) -> Profile | None:
     """The cached profile, or None where there is none or an older pslab wrote it."""
-    from pydantic import ValidationError
-
     try:
         return Profile.load(path)
-    except FileNotFoundError:
-        return None
-    except ValidationError:
+    except ProfileError:
         return None
 
 

@@ -24,7 +24,9 @@ import platform
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pslab.scenario import ScenarioError, format_validation
 
 
 class Machine(BaseModel):
@@ -35,6 +37,10 @@ class Machine(BaseModel):
     python: str
     torch: str = ""
     grpc: str = ""
+
+
+class ProfileError(ScenarioError):
+    """A calibration profile that cannot be read: a user's input, reported like a scenario's."""
 
 
 PROFILE_FORMAT = 5  # bumped when a field is added that a cached profile would lack
@@ -109,7 +115,18 @@ class Profile(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> Profile:
-        return cls.model_validate(yaml.safe_load(Path(path).read_text()))
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise ProfileError(f"{path}: cannot read ({err.strerror})") from None
+        except yaml.YAMLError as err:
+            raise ProfileError(f"{path}: not valid YAML ({err})") from None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            what = "calibration profile (re-measure it with `pslab calibrate -o FILE`)"
+            raise ProfileError(format_validation(str(path), err, what)) from None
 
 
 def this_machine(cores: int) -> Machine:

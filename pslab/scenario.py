@@ -244,13 +244,13 @@ class ScenarioError(Exception):
     """A scenario that cannot be used; str() is the message a user should see."""
 
 
-def _format_validation(source: str, err: ValidationError) -> str:
+def format_validation(source: str, err: ValidationError, what: str = "scenario") -> str:
     """One line per wrong field: its dotted path, what was expected, what was given.
 
     A field that accepts alternatives (a duration or a distribution) fails once per
     alternative; only the first, most specific complaint is kept.
     """
-    lines = [f"{source}: invalid scenario"]
+    lines = [f"{source}: invalid {what}"]
     seen: set[str] = set()
     for e in err.errors():
         parts = [str(p) for p in e["loc"]]
@@ -300,7 +300,7 @@ def scenario_from_dict(
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        raise ScenarioError(_format_validation(source, err)) from None
+        raise ScenarioError(format_validation(source, err)) from None
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:

@@ -65,3 +65,13 @@ def test_worker_takes_its_rank_from_the_launcher_environment(tmp_path, capsys, m
     assert rank_from_env() == 5
     assert main(["worker", "--run-dir", str(tmp_path)]) == 2
     assert "no scenario.yaml" in capsys.readouterr().err
+
+
+def test_a_bad_calibration_profile_exits_2_naming_its_fields(tmp_path, capsys) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("machine: {hostname: x}\nbogus: 1\n")
+    args = ["compare", "--set", f"calibration={profile}", "-o", str(tmp_path / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{profile}: invalid calibration profile" in err
+    assert "bogus" in err and "measured_at" in err and "Traceback" not in err
