@@ -16,8 +16,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 import numpy as np
@@ -227,11 +229,20 @@ def measure_free_cores(cores: int, seconds: float = 0.5) -> float:
         return min(float(sum(pool.map(_spin, [seconds] * cores))), float(cores))
 
 
-def measure_worker_update(nbytes: int) -> float:
-    """Seconds per parameter byte of a worker's SGD step on torch tensors (one thread)."""
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Time torch as a launched worker runs it: one thread (the launcher's OMP_NUM_THREADS)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def measure_worker_update(nbytes: int) -> float:
+    """Seconds per parameter byte of a worker's SGD step on torch tensors (one thread)."""
+    with _one_torch_thread():
         n = nbytes // 4
         bufs = {"params": torch.zeros(n), "grad": torch.ones(n)}
         rules.sgd(bufs, 0.1)
@@ -239,8 +250,6 @@ def measure_worker_update(nbytes: int) -> float:
         for _ in range(5):
             rules.sgd(bufs, 0.1)
         return (time.perf_counter() - t0) / 5 / nbytes
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _gloo_member(rank: int, world: int, port: int, elements: int) -> None:
@@ -279,7 +288,17 @@ def _gloo_member(rank: int, world: int, port: int, elements: int) -> None:
         print(small_s, big_s, hot_cpu, cold_cpu, big_cpu, flush=True)
 
 
-def _gloo(world: int, elements: int) -> tuple[float, ...]:
+class _GlooTimes(NamedTuple):
+    """What :func:`_gloo_member` prints, in its order."""
+
+    small_s: float
+    big_s: float
+    hot_cpu_s: float
+    cold_cpu_s: float
+    big_cpu_s: float
+
+
+def _gloo(world: int, elements: int) -> _GlooTimes:
     from grpc_ps.launch import free_port
 
     port = free_port()
@@ -292,7 +311,7 @@ def _gloo(world: int, elements: int) -> tuple[float, ...]:
     out, _ = procs[0].communicate(timeout=120)
     for p in procs[1:]:
         p.wait(timeout=30)
-    return tuple(float(x) for x in out.split())
+    return _GlooTimes(*(float(x) for x in out.split()))
 
 
 def measure_allreduce(nbytes: int) -> dict[str, float]:
@@ -302,11 +321,11 @@ def measure_allreduce(nbytes: int) -> dict[str, float]:
     In a two-member ring each process sends and receives the whole tensor, so
     the time beyond a tiny all-reduce's is 2·nbytes of per-byte work.
     """
-    small, big, hot_cpu, cold_cpu, _ = _gloo(2, nbytes // 4)
+    t = _gloo(2, nbytes // 4)
     return {
-        "allreduce_s_per_byte": max(big - small, 0.0) / (2 * nbytes),
-        "allreduce_overhead_s": small,
-        "allreduce_cold_cpu_s": max(cold_cpu - hot_cpu, 0.0),
+        "allreduce_s_per_byte": max(t.big_s - t.small_s, 0.0) / (2 * nbytes),
+        "allreduce_overhead_s": t.small_s,
+        "allreduce_cold_cpu_s": max(t.cold_cpu_s - t.hot_cpu_s, 0.0),
     }
 
 
@@ -319,8 +338,8 @@ def measure_allreduce_at(world: int, nbytes: int) -> tuple[float, float]:
     19 KB all-reduce took ~7 ms among four processes on two cores where it
     took 0.4 ms between two. So it is measured at the scenario's size.
     """
-    figures = _gloo(world, max(nbytes // 4, 1))
-    return figures[1], figures[4]
+    t = _gloo(world, max(nbytes // 4, 1))
+    return t.big_s, t.big_cpu_s
 
 
 def _forward_backward(model: str, batch: int) -> Callable[[int], None]:
@@ -349,12 +368,8 @@ def measure_compute(model: str, batch: int) -> tuple[float, float, float]:
     """Forward+backward seconds per batch back to back and after idling (one torch thread,
     as a launched worker runs it), and the idle gap over which it goes from one to the
     other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_torch_thread():
         costs = _costs_after_gaps(_forward_backward(model, batch))
-    finally:
-        torch.set_num_threads(threads)
     return float(costs[0]), float(costs[-1]), _ramp(costs)
 
 
@@ -381,19 +396,15 @@ def _ramp(costs: np.ndarray) -> float:
 
 def measure_cold_ramp() -> float:
     """The cold ramp of a small torch workload: for ops not measured on their own."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        a, x = torch.randn(64, 64), torch.randn(32, 64)
+    a, x = torch.randn(64, 64), torch.randn(32, 64)
 
-        def work(_i: int) -> None:
-            y = x
-            for _ in range(20):
-                y = torch.relu(y @ a)
+    def work(_i: int) -> None:
+        y = x
+        for _ in range(20):
+            y = torch.relu(y @ a)
 
+    with _one_torch_thread():
         return _ramp(_costs_after_gaps(work))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Profile:

@@ -60,10 +60,9 @@ def op_durations(trace: Trace, warmup: int, iterations: int) -> dict[str, float]
 
 
 def compare_ops(
-    predicted: dict[str, float], measured: Trace, warmup: int, iterations: int
+    p: dict[str, float], measured: Trace, warmup: int, iterations: int
 ) -> dict[str, dict[str, Any]]:
-    """``predicted``: mean op seconds, from a prediction's ``op_time_s`` or its trace."""
-    p = predicted
+    """``p``: the predicted mean op seconds, from a prediction's ``op_time_s`` or its trace."""
     m = op_durations(measured, warmup, iterations)
     return {
         name: {

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pslab.scenario import ScenarioError, format_validation
+from pslab.scenario import ScenarioError, format_validation, read_yaml
 
 
 class Machine(BaseModel):
@@ -116,12 +116,7 @@ class Profile(BaseModel):
     @classmethod
     def load(cls, path: Path) -> Profile:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ProfileError(f"{path}: cannot read ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            raise ProfileError(f"{path}: not valid YAML ({err})") from None
+        data = read_yaml(path, ProfileError)
         try:
             return cls.model_validate(data)
         except ValidationError as err:

@@ -303,16 +303,22 @@ def scenario_from_dict(
         raise ScenarioError(format_validation(source, err)) from None
 
 
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    path = Path(path)
+def read_yaml(path: Path, error: type[ScenarioError] = ScenarioError) -> dict[str, Any]:
+    """A YAML file's top-level mapping; anything else is ``error`` naming the file."""
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
-        raise ScenarioError(f"{path}: cannot read ({err.strerror})") from None
+        raise error(f"{path}: cannot read ({err.strerror})") from None
     except yaml.YAMLError as err:
-        raise ScenarioError(f"{path}: not valid YAML ({err})") from None
+        raise error(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: expected a mapping at the top level")
+        raise error(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    path = Path(path)
+    data = read_yaml(path)
     scenario = scenario_from_dict(data, str(path), overrides)
     if scenario.calibration and not Path(scenario.calibration).is_absolute():
         resolved = (path.parent / scenario.calibration).resolve()

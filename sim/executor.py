@@ -523,8 +523,8 @@ class SimExecutor:
             return
         size = factor * nbytes
         pairs = [(members[j], members[(j + 1) % n]) for j in range(n)]
+        sends = [self.net.transfer(a, b, size, collective=True) for a, b in pairs]
         steps = round(factor * n)
-        sends = [self.net.transfer(a, b, size, ring_steps=steps) for a, b in pairs]
         tail = (steps - 1) * max(self._hop(a, b) for a, b in pairs) if steps > 1 else 0.0
         self._when_all(sends, lambda: self._succeed_in(done, tail))
 

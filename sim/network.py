@@ -175,15 +175,15 @@ class FlowNetwork:
         nbytes: float,
         tag: Any = None,
         max_rate: float = math.inf,
-        ring_steps: int = 0,
+        collective: bool = False,
     ) -> simpy.Event:
         """Move ``nbytes`` from ``src`` to ``dst``; the event's value is ``tag``.
 
         It succeeds when the last byte arrives: the max–min-shared bandwidth
         phase plus the path latency. ``max_rate`` caps the flow (bytes/s), for
-        a sender that cannot go faster than its software path. ``ring_steps``
-        (> 0) marks this as one member's share of a ring collective of that
-        many steps; links price it like any other flow.
+        a sender that cannot go faster than its software path. ``collective``
+        marks a member's share of a ring collective; links price it like any
+        other flow.
         """
         if nbytes < 0:
             raise ValueError(f"transfer of negative size {nbytes}")

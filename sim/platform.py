@@ -159,34 +159,43 @@ class LoopbackNetwork(FlowNetwork):
         nbytes: float,
         tag: object = None,
         max_rate: float = math.inf,
-        ring_steps: int = 0,
+        collective: bool = False,
     ) -> simpy.Event:
         """A gRPC stream, or a member's share of a gloo ring over TCP: each priced as measured."""
         p = self.profile
-        if ring_steps:  # the executor adds the ring's other steps' latency
+        if collective:  # the executor adds the ring's other steps' latency
             # a member sends once per ring: its cold CPU rides on its send
             ring = self.ring
             send_cpu = nbytes * ring.send_cpu_s_per_byte
             cold, ramp = p.allreduce_cold_cpu_s, p.cold_ramp_s
-            send = self._end(src, "allreduce", send_cpu, cold, ramp)
-            recv = self._end(dst, "allreduce", nbytes * ring.recv_cpu_s_per_byte, 0.0, ramp)
+            send = self.cold_work(src, "allreduce", send_cpu, cold, ramp)
+            recv = self.cold_work(dst, "allreduce", nbytes * ring.recv_cpu_s_per_byte, 0.0, ramp)
             wait = self.cluster.path_latency(src, dst)
         else:
             send_b = self._server_or(src, p.server_send_cpu_s_per_byte, p.send_cpu_s_per_byte)
             recv_b = self._server_or(dst, p.server_recv_cpu_s_per_byte, p.recv_cpu_s_per_byte)
             half, cold = p.rpc_cpu_s / 2, p.rpc_cold_cpu_s / 2
             ramp = self.rpc_ramp_s
-            send = self._end(src, "rpc", nbytes * send_b + half, cold, ramp)
-            recv = self._end(dst, "rpc", nbytes * recv_b + half, cold, ramp)
+            send = self.cold_work(src, "rpc", nbytes * send_b + half, cold, ramp)
+            recv = self.cold_work(dst, "rpc", nbytes * recv_b + half, cold, ramp)
             wait = p.rpc_overhead_s
         return self.env.process(self._after(send, recv, wait, tag))
 
-    def _end(
-        self, vertex: str, kind: str, cpu_s: float, cold_extra: float, ramp_s: float
+    def cold_work(
+        self,
+        vertex: str,
+        kind: str,
+        cpu_s: float,
+        cold_extra: float,
+        ramp_s: float,
+        warm_as: str | None = None,
     ) -> simpy.Event:
-        """One process's share of a transfer: its CPU, plus what an idle gap made cold."""
-        extra = self.warmth.extra(vertex, kind, cold_extra, ramp_s)
-        return self.warmth.ran(vertex, kind, self.process_work(vertex, cpu_s + extra))
+        """CPU work of a ``kind`` op at ``vertex``, plus what an idle gap made cold.
+
+        ``warm_as``: whose caches the op shares (default: its own process's)."""
+        who = warm_as or vertex
+        extra = self.warmth.extra(who, kind, cold_extra, ramp_s)
+        return self.warmth.ran(who, kind, self.process_work(vertex, cpu_s + extra))
 
     def process_work(self, vertex: str, cpu_s: float) -> simpy.Event:
         """CPU work of the process at ``vertex``: a machine core and its interpreter lock."""
@@ -282,6 +291,5 @@ class LocalPlatform:
         # Workers run one torch build and one model shape: a compute on any of them warms the
         # caches for the others (four computing at once took 0.58 ms each on two cores where a
         # lone cold one takes 0.83 ms), so its warmth is the machine's, not the process's.
-        extra = net.warmth.extra(MACHINE, "compute", self.compute_cold_extra, self.compute_ramp_s)
-        done = net.process_work(role.name, seconds + extra)
-        return net.warmth.ran(MACHINE, "compute", done)
+        cold, ramp = self.compute_cold_extra, self.compute_ramp_s
+        return net.cold_work(role.name, "compute", seconds, cold, ramp, warm_as=MACHINE)

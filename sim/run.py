@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pslab.algorithms import build_plan
+from pslab.algorithms.base import worker_names
 from pslab.compare import op_durations
 from pslab.metrics import mean_metrics
 from pslab.profile import Profile
@@ -45,7 +46,7 @@ def simulate_emulated(scenario: Scenario, profile: Profile, phases: int = PHASES
     An asynchronous variant's steady state depends on the workers' relative
     phase: whose pushes meet at the server. A real run gets its phases from
     process start-up, hundreds of milliseconds apart and arbitrary, and one
-    phase can be 30 % slower than another (async_ps-emulated: 63 to 83 ms).
+    phase can be 30 % slower than another (async_ps-emulated: 62 to 84 ms).
     So the prediction is the mean over ``phases`` runs: the first with every
     worker starting together, the others with start times drawn uniformly over
     one iteration (seeded by the run's seed). A synchronous variant forgets
@@ -64,7 +65,7 @@ def simulate_emulated(scenario: Scenario, profile: Profile, phases: int = PHASES
     results = [run(None)]
     period = results[0].metrics["iteration_time_s"]
     rng = np.random.default_rng(local.run.seed)
-    workers = [w.name for w in build_plan(local).workers]
+    workers = worker_names(local.topology.n_workers)
     for k in range(1, phases):
         results.append(run({w: float(rng.uniform(0.0, period)) for w in workers}))
         if k == 1 and math.isclose(results[1].metrics["iteration_time_s"], period, rel_tol=1e-6):
