@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -92,6 +92,25 @@ def stub(channel: grpc.Channel, service: str) -> SimpleNamespace:
             ),
         )
     return SimpleNamespace(**calls)
+
+
+def send_tensor(
+    service: SimpleNamespace,
+    method: str,
+    flat: np.ndarray,
+    chunk_bytes: int,
+    timeout: float | None,
+    **header: object,
+) -> Any:
+    """Send ``flat`` to a chunk-streaming ``method``, or to its unary twin ``{method}One``
+    when it fits one chunk: grpcio would start a thread to feed the stream, and for a small
+    tensor that thread costs more than the send (see the proto)."""
+    chunks = tensors.push_chunks(flat, chunk_bytes, **header)
+    if flat.nbytes <= chunk_bytes:
+        call, request = getattr(service, f"{method}One"), next(chunks)
+    else:
+        call, request = getattr(service, method), chunks
+    return call(request, timeout=timeout, wait_for_ready=True)
 
 
 class PSClient:
@@ -192,16 +211,18 @@ class PSClient:
         self._check(flat)
 
         def one(k: int) -> pb.PushReply:
-            chunks = tensors.push_chunks(
+            return send_tensor(
+                self._stubs[k],
+                "Push",
                 self._slice(flat, k),
                 self.chunk_bytes,
+                self.timeout,
                 worker=self.worker,
                 shard_id=k,
                 iteration=iteration,
                 computed_on=self.versions[k] if computed_on is None else computed_on,
                 mode=mode,
             )
-            return self._stubs[k].Push(chunks, timeout=self.timeout, wait_for_ready=True)
 
         return self._each(one)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from grpc_ps import tensors
 from grpc_ps.auth import Security
-from grpc_ps.client import stub
+from grpc_ps.client import send_tensor, stub
 from grpc_ps.pb import ps_pb2 as pb
 from grpc_ps.server import grpc_options
 
@@ -50,8 +50,9 @@ class RegistryClient(_Peer):
         return reply.local_leader, reply.global_leader
 
     def publish(self, key: str, round_: int, arr: np.ndarray) -> None:
-        chunks = tensors.push_chunks(arr, self.chunk_bytes, key=key, round=round_)
-        self.stub.Publish(chunks, timeout=self.timeout, wait_for_ready=True)
+        send_tensor(
+            self.stub, "Publish", arr, self.chunk_bytes, self.timeout, key=key, round=round_
+        )
 
     def fetch(self, key: str, min_round: int, wait: bool, out: np.ndarray) -> bool:
         """Read ``key`` into ``out``; False when ``wait`` is off and nothing was published."""
@@ -68,10 +69,16 @@ class CommClient(_Peer):
     SERVICE = "Communicator"
 
     def reduce(self, arr: np.ndarray, iteration: int, key: str, worker: int) -> None:
-        chunks = tensors.push_chunks(
-            arr, self.chunk_bytes, key=key, iteration=iteration, worker=worker
+        send_tensor(
+            self.stub,
+            "Reduce",
+            arr,
+            self.chunk_bytes,
+            self.timeout,
+            key=key,
+            iteration=iteration,
+            worker=worker,
         )
-        self.stub.Reduce(chunks, timeout=self.timeout, wait_for_ready=True)
 
     def broadcast(self, out: np.ndarray, iteration: int, key: str, worker: int) -> None:
         req = pb.BroadcastRequest(

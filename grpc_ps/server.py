@@ -677,6 +677,13 @@ def _checked_unary(servicer: Books, fn: Callable) -> Callable:
     return handle
 
 
+def _one_chunk(stream_fn: Callable) -> Callable:
+    def handle(chunk: tensors.Chunk, context: grpc.ServicerContext) -> object:
+        return stream_fn(iter((chunk,)), context)
+
+    return handle
+
+
 def service_handler(servicer: Books, service: str) -> grpc.GenericRpcHandler:
     """The handler of one ``pslab.v1`` service, built from the proto's descriptor.
 
@@ -684,16 +691,22 @@ def service_handler(servicer: Books, service: str) -> grpc.GenericRpcHandler:
     :mod:`grpc_ps.tensors`: handlers receive :class:`tensors.Chunk` objects (PushChunk's
     fields, ``data`` a memoryview into the received message) and may yield PullChunks
     pre-encoded as ``bytes``. Peers see plain protobuf either way. A request that does not
-    parse is answered INVALID_ARGUMENT (grpcio's own answer would be INTERNAL).
+    parse is answered INVALID_ARGUMENT (grpcio's own answer would be INTERNAL). A unary
+    ``XOne`` method taking a PushChunk is served by ``X``'s handler, as a one-chunk stream.
     """
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name[service].methods:
         request = message_factory.GetMessageClass(method.input_type)
         response = message_factory.GetMessageClass(method.output_type)
         kind = _KINDS[(method.client_streaming, method.server_streaming)]
-        fn = getattr(servicer, method.name)
+        if method.client_streaming:
+            fn = getattr(servicer, method.name)
+        elif request is pb.PushChunk:  # a *One twin: its stream's handler, fed one chunk
+            fn = _one_chunk(getattr(servicer, method.name.removesuffix("One")))
+        else:
+            fn = _checked_unary(servicer, getattr(servicer, method.name))
         handlers[method.name] = kind(
-            fn if method.client_streaming else _checked_unary(servicer, fn),
+            fn,
             request_deserializer=(
                 tensors.decode_push if request is pb.PushChunk else _lenient(request)
             ),

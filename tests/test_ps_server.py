@@ -6,6 +6,7 @@ import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from types import SimpleNamespace
 
 import grpc
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from grpc_ps import tensors
-from grpc_ps.client import PSClient
+from grpc_ps.client import PSClient, send_tensor
 from grpc_ps.client import stub as client_stub
 from grpc_ps.pb import ps_pb2 as pb
 from grpc_ps.pb import ps_pb2_grpc as pb_grpc
@@ -340,6 +341,48 @@ def test_bad_pushes_are_rejected_and_change_nothing() -> None:
         assert stats.rejected["FAILED_PRECONDITION"] == 2
         c.push(grad(1.0), iteration=0)  # still serving, all buffers back in the pool
         assert np.array_equal(pulled(c), X0 - LR)
+
+
+def test_bad_one_chunk_pushes_are_rejected_like_streamed_ones() -> None:
+    single = {
+        name: (chunks[0], code)
+        for name, (chunks, code) in BAD_PUSHES.items()
+        if isinstance(chunks, list) and len(chunks) == 1
+    }
+    assert len(single) >= 8
+    with shard(2, StalenessPolicy(2)) as (server, addr), clients([addr], 2) as (c, _):
+        stub = pb_grpc.ParameterServerStub(grpc.insecure_channel(addr))
+        for name, (chunk, code) in single.items():
+            with pytest.raises(grpc.RpcError) as err:
+                stub.PushOne(chunk, timeout=TIMEOUT)
+            assert err.value.code() == code, name
+        stats = server.Stats(pb.StatsRequest(), None)
+        assert (stats.version, stats.pushes_received) == (0, 0)
+        assert sum(stats.rejected.values()) == len(single)
+        stub.PushOne(_chunk(_ONES, total_elements=N, **_HEADER), timeout=TIMEOUT)
+        assert np.array_equal(pulled(c), X0 - LR)  # still serving, every buffer back
+
+
+def test_a_tensor_that_fits_one_chunk_goes_unary_with_the_same_effect() -> None:
+    """grpcio starts a thread per client-streaming call: a small push must not pay for one."""
+    calls: list[str] = []
+
+    def record(name: str) -> object:
+        return lambda request, **kw: calls.append(name)
+
+    service = SimpleNamespace(Push=record("Push"), PushOne=record("PushOne"))
+    send_tensor(service, "Push", np.ones(1024, np.float32), 4096, None, worker=0)
+    send_tensor(service, "Push", np.ones(1025, np.float32), 4096, None, worker=0)
+    assert calls == ["PushOne", "Push"]
+    results = []
+    for chunk_bytes in (CHUNK, N * 4):  # streamed in three chunks, then one unary message
+        with shard(1, StalenessPolicy(1)) as (_, addr), ExitStack() as stack:
+            c = stack.enter_context(PSClient([addr], 0, 1, N, chunk_bytes, timeout=TIMEOUT))
+            c.register()
+            c.push(grad(1.0), iteration=0)
+            results.append(pulled(c))
+    assert np.array_equal(_bits(results[0]), _bits(results[1]))
+    assert np.array_equal(results[1], X0 - LR)
 
 
 def test_bad_pulls_and_registrations_are_rejected() -> None:

@@ -50,6 +50,11 @@ class ParameterServerStub:
                 request_serializer=pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
                 response_deserializer=pslab_dot_v1_dot_ps__pb2.PushReply.FromString,
                 _registered_method=True)
+        self.PushOne = channel.unary_unary(
+                '/pslab.v1.ParameterServer/PushOne',
+                request_serializer=pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
+                response_deserializer=pslab_dot_v1_dot_ps__pb2.PushReply.FromString,
+                _registered_method=True)
         self.Pull = channel.unary_stream(
                 '/pslab.v1.ParameterServer/Pull',
                 request_serializer=pslab_dot_v1_dot_ps__pb2.PullRequest.SerializeToString,
@@ -89,6 +94,16 @@ class ParameterServerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushOne(self, request, context):
+        """Push for a tensor that fits one chunk. grpcio's synchronous client starts a thread to
+        feed every client-streaming call; for a small tensor on a busy machine that thread's
+        start and hand-offs cost more than the push itself. Each *One method (PublishOne and
+        ReduceOne too) is the unary twin of the stream it is named after: same semantics.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Pull(self, request, context):
         """Waits until the consistency policy lets this worker read, then streams the shard.
         """
@@ -123,6 +138,11 @@ def add_ParameterServerServicer_to_server(servicer, server):
             ),
             'Push': grpc.stream_unary_rpc_method_handler(
                     servicer.Push,
+                    request_deserializer=pslab_dot_v1_dot_ps__pb2.PushChunk.FromString,
+                    response_serializer=pslab_dot_v1_dot_ps__pb2.PushReply.SerializeToString,
+            ),
+            'PushOne': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushOne,
                     request_deserializer=pslab_dot_v1_dot_ps__pb2.PushChunk.FromString,
                     response_serializer=pslab_dot_v1_dot_ps__pb2.PushReply.SerializeToString,
             ),
@@ -221,6 +241,33 @@ class ParameterServer:
             request_iterator,
             target,
             '/pslab.v1.ParameterServer/Push',
+            pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
+            pslab_dot_v1_dot_ps__pb2.PushReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushOne(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pslab.v1.ParameterServer/PushOne',
             pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
             pslab_dot_v1_dot_ps__pb2.PushReply.FromString,
             options,
@@ -334,6 +381,11 @@ class LeaderRegistryStub:
                 request_serializer=pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.PublishOne = channel.unary_unary(
+                '/pslab.v1.LeaderRegistry/PublishOne',
+                request_serializer=pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.Fetch = channel.unary_stream(
                 '/pslab.v1.LeaderRegistry/Fetch',
                 request_serializer=pslab_dot_v1_dot_ps__pb2.FetchRequest.SerializeToString,
@@ -358,6 +410,12 @@ class LeaderRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishOne(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Fetch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -374,6 +432,11 @@ def add_LeaderRegistryServicer_to_server(servicer, server):
             ),
             'Publish': grpc.stream_unary_rpc_method_handler(
                     servicer.Publish,
+                    request_deserializer=pslab_dot_v1_dot_ps__pb2.PushChunk.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'PublishOne': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishOne,
                     request_deserializer=pslab_dot_v1_dot_ps__pb2.PushChunk.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
@@ -448,6 +511,33 @@ class LeaderRegistry:
             _registered_method=True)
 
     @staticmethod
+    def PublishOne(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pslab.v1.LeaderRegistry/PublishOne',
+            pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Fetch(request,
             target,
             options=(),
@@ -491,6 +581,11 @@ class CommunicatorStub:
                 request_serializer=pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ReduceOne = channel.unary_unary(
+                '/pslab.v1.Communicator/ReduceOne',
+                request_serializer=pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.Broadcast = channel.unary_stream(
                 '/pslab.v1.Communicator/Broadcast',
                 request_serializer=pslab_dot_v1_dot_ps__pb2.BroadcastRequest.SerializeToString,
@@ -509,6 +604,12 @@ class CommunicatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReduceOne(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Broadcast(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -520,6 +621,11 @@ def add_CommunicatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Reduce': grpc.stream_unary_rpc_method_handler(
                     servicer.Reduce,
+                    request_deserializer=pslab_dot_v1_dot_ps__pb2.PushChunk.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ReduceOne': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReduceOne,
                     request_deserializer=pslab_dot_v1_dot_ps__pb2.PushChunk.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
@@ -556,6 +662,33 @@ class Communicator:
             request_iterator,
             target,
             '/pslab.v1.Communicator/Reduce',
+            pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReduceOne(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pslab.v1.Communicator/ReduceOne',
             pslab_dot_v1_dot_ps__pb2.PushChunk.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
