@@ -46,7 +46,7 @@ def compare(
 
     ``repeat``: emulate that many times and compare with the run of median
     iteration time. A 10 ms-iteration run on a shared 2-core machine varies
-    by 10–15 % from one launch to the next; one run's error is partly noise.
+    by 10–24 % from one launch to the next; one run's error is partly noise.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     if sim_dir is None:  # calibrate first: measuring the machine while the run uses it would lie

@@ -150,7 +150,7 @@ def _repeat_arg(p: argparse.ArgumentParser) -> None:
         type=_positive,
         default=1,
         metavar="N",
-        help="emulate N times and compare with the median run (runs vary by 10-15%% here)",
+        help="emulate N times and compare with the median run (runs vary by 10-24%% here)",
     )
 
 
