@@ -21,7 +21,7 @@ so they may both use it.
 Shaping, both directions of every host link, each by a ``tbf`` qdisc at the host's bandwidth:
 ``host->sw`` is the egress of the host's ``eth0`` (inside the host's namespace) and ``sw->host``
 the egress of the bridge port ``v<i>`` (inside the switch namespace), so incast onto one host
-queues at that port as it would at a switch. See :func:`tbf_params` for burst and queue sizes.
+queues at that port as it would at a switch. See :mod:`grpc_ps.shaping` for the qdiscs.
 
 Latency is not emulated here: ``tc netem`` is unavailable on the machines this runs on, and
 ``tbf`` only limits rate. The emulator adds each message's path latency itself (a sleep before
@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from grpc_ps.shaping import port_commands
 from pslab.scenario import Topology
 
 SUBNET = "10.77.0"  # a /24 that exists only inside our namespaces
@@ -58,7 +59,6 @@ SWITCH = "sw"  # the switch's name in link names, as in the simulator's graph
 _MAX_HOSTS = 253  # .1 … .253 of the /24
 _NAME = re.compile(r"[A-Za-z0-9_.]+")
 _CMD_TIMEOUT_S = 30.0
-_U32 = (1 << 32) - 1  # tbf's burst and limit are 32-bit byte counts
 _TERM_GRACE_S = 2.0
 _NO_IPV6 = ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
 
@@ -112,36 +112,6 @@ def hosts_from_topology(topo: Topology) -> list[HostSpec]:
         f"netns emulation supports the 'cluster' and 'single_node' presets, not "
         f"{topo.preset!r}; use emulation.network: loopback for this topology"
     )
-
-
-def tbf_params(rate: float) -> tuple[int, int]:
-    """``(burst, limit)`` in bytes for a ``tbf`` at ``rate`` bytes/s.
-
-    burst = max(rate × 2 ms, 16 KiB). Between two dequeues the bucket must hold what the link
-    sends while the qdisc's timer, the softirq and the scheduler catch up, a time that does not
-    shrink with the rate: a bucket of a fixed size starves fast links. Measured here (veth,
-    one TCP stream, payload rate over the configured rate): a 50 µs bucket reached 73 % at
-    1 Gbit/s and 36 % at 10 Gbit/s; 0.2 ms reached 91-95 %, 1-2 ms 96 % from 10 Mbit/s to
-    10 Gbit/s, which is the payload share of a 1514-byte frame (the link itself is full).
-    2 ms leaves room for a machine busy with the emulated workers. The floor keeps a few
-    full frames at low rates; a 64 KiB GSO packet larger than the bucket is split in software
-    by tbf, which costs little at such rates. An idle link may send one burst at once, ≤ 2 ms
-    early: small against the multi-megabyte transfers being measured.
-
-    limit = burst + rate × 100 ms: the queue behind the bucket, a switch port's buffer. The
-    simulator's flow model shares a link max-min fairly and never drops, so the emulated
-    port should queue incast rather than drop it: one loss can cost TCP a 200 ms retransmission
-    timeout, which would swamp any comparison. Measured here, 2 and 6 senders into one
-    100 Mbit/s port at once dropped hundreds of packets and lost up to 25 % of the link with a
-    10 ms queue, a few with 50 ms, none with 100 ms. The queue fills only under contention, and
-    a sender's window bounds what it can queue; idle it costs nothing.
-
-    Both are clamped to tbf's 32-bit byte fields, which binds only above ~340 Gbit/s (e.g. the
-    default NVLink-class ``intra_link``): far beyond what a veth carries, so such a link is
-    effectively unshaped anyway.
-    """
-    burst = min(max(int(rate * 2e-3), 16 << 10), _U32)
-    return burst, min(burst + int(rate * 100e-3), _U32)
 
 
 def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -298,7 +268,9 @@ class NetnsTopology:
     bytes under the simulator's link names.
     """
 
-    def __init__(self, hosts: Sequence[HostSpec]) -> None:
+    def __init__(self, hosts: Sequence[HostSpec], fair: bool = True) -> None:
+        """``fair``: every shaped port shares its rate evenly among the peer hosts
+        (:func:`grpc_ps.shaping.port_commands`); otherwise one FIFO queue per port."""
         names = [h.name for h in hosts]
         if not hosts:
             raise ValueError("a topology needs at least one host")
@@ -315,6 +287,7 @@ class NetnsTopology:
             if h.bandwidth is not None and h.bandwidth <= 0:
                 raise ValueError(f"host {h.name}: bandwidth must be > 0 bytes/s")
         self.hosts: tuple[HostSpec, ...] = tuple(hosts)
+        self.fair = fair
         self.prefix = f"pslab-{os.getpid()}-{next(_seq)}-"  # see cleanup_stale
         self._index = {h.name: i for i, h in enumerate(hosts)}
         self._made: list[str] = []  # namespaces created so far, for a cleanup mid-setup
@@ -412,14 +385,12 @@ class NetnsTopology:
             _run(["ip", "-n", ns, "addr", "add", f"{self.address(host.name)}/24", "dev", HOST_IF])
             _run(["ip", "-n", ns, "link", "set", HOST_IF, "up"])
             if host.bandwidth is not None:
-                self._shape(ns, HOST_IF, host.bandwidth)
-                self._shape(sw, port, host.bandwidth)
-
-    @staticmethod
-    def _shape(ns: str, dev: str, rate: float) -> None:
-        burst, limit = tbf_params(rate)
-        tbf = ["tbf", "rate", f"{round(rate * 8)}bit", "burst", str(burst), "limit", str(limit)]
-        _run(["tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", *tbf])
+                peers = [self.address(h.name) for h in self.hosts if h.name != host.name]
+                # towards the switch, flows part by where they go; towards the host, by source
+                for argv in port_commands(HOST_IF, host.bandwidth, peers, "dst", self.fair):
+                    _run(["tc", "-n", ns, *argv])
+                for argv in port_commands(port, host.bandwidth, peers, "src", self.fair):
+                    _run(["tc", "-n", sw, *argv])
 
     def close(self) -> None:
         """Stop processes started here, delete every namespace; safe to call more than once."""

@@ -76,14 +76,7 @@ def check(scenario: Scenario) -> None:
 
 def host_of(plan: Plan, name: str) -> str:
     """The topology host (``n{i}``, ``ps{k}``) role or service ``name`` runs on."""
-    if name.startswith("ps-"):
-        return f"ps{int(name.split('-', 1)[1])}"
-    if name == REGISTRY:
-        return "ps0" if plan.scenario.topology.servers else "n0"
-    for role in plan.roles:
-        if role.name == name:
-            return f"n{role.node}"
-    raise KeyError(f"no role {name!r} in the plan")
+    return plan.host_of(name)
 
 
 class NetnsNetwork:
@@ -91,7 +84,8 @@ class NetnsNetwork:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.topo = NetnsTopology(hosts_from_topology(plan.scenario.topology))
+        fair = plan.scenario.emulation.port_queue == "fair"
+        self.topo = NetnsTopology(hosts_from_topology(plan.scenario.topology), fair)
 
     def open(self) -> list[str]:
         """Remove a killed run's leftovers, then build this run's namespaces; return the

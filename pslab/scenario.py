@@ -197,6 +197,8 @@ class Emulation(Strict):
     model: Literal["digits_mlp", "digits_cnn", "synthetic"] = "synthetic"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     network: Literal["loopback", "netns"] = "loopback"
+    # netns: how a shaped port shares its rate among competing flows (grpc_ps.shaping)
+    port_queue: Literal["fair", "fifo"] = "fair"
     chunk_bytes: Size = Field(1 << 20, gt=0)
     rpc_timeout: Duration = 60.0
 

@@ -102,6 +102,27 @@ class Plan:
             return self.workers
         return self.comms if len(self.comms) > 1 else []
 
+    def processes(self) -> list[str]:
+        """Every process of the run: roles, then server shards, then the registry."""
+        names = [r.name for r in self.roles]
+        if self.server is not None:
+            names += [server_name(k) for k in range(self.server.shards)]
+        if self.registry is not None:
+            names.append(REGISTRY)
+        return names
+
+    def host_of(self, name: str) -> str:
+        """The topology host (``n{i}``, ``ps{k}``) process ``name`` runs on: one placement
+        for the netns emulator that starts it there and the simulator that prices it."""
+        if name.startswith("ps-"):
+            return f"ps{int(name.split('-', 1)[1])}"
+        if name == REGISTRY:
+            return "ps0" if self.scenario.topology.servers else "n0"
+        for role in self.roles:
+            if role.name == name:
+                return f"n{role.node}"
+        raise KeyError(f"no role {name!r} in the plan")
+
 
 @dataclass(frozen=True)
 class Context:
