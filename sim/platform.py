@@ -140,7 +140,12 @@ class LoopbackNetwork(FlowNetwork):
     """Transfers between processes of one machine: CPU on both ends, then the RPC's fixed cost."""
 
     def __init__(
-        self, env: simpy.Environment, cluster: Cluster, profile: Profile, ring: GlooRing
+        self,
+        env: simpy.Environment,
+        cluster: Cluster,
+        profile: Profile,
+        ring: GlooRing,
+        processes: list[str],
     ) -> None:
         super().__init__(env, cluster)
         self.profile = profile
@@ -148,9 +153,8 @@ class LoopbackNetwork(FlowNetwork):
         self.warmth = Warmth(env)
         self.rpc_ramp_s = profile.rpc_cold_ramp_s or profile.cold_ramp_s
         self.add_resource(MACHINE, profile.effective_cores or profile.machine.cores)
-        for vertex in cluster.graph.nodes:
-            if vertex != "localhost":
-                self.add_resource(f"proc:{vertex}", 1.0)
+        for name in processes:
+            self.add_resource(f"proc:{name}", 1.0)
 
     def transfer(
         self,
@@ -162,6 +166,13 @@ class LoopbackNetwork(FlowNetwork):
         collective: bool = False,
     ) -> simpy.Event:
         """A gRPC stream, or a member's share of a gloo ring over TCP: each priced as measured."""
+        send, recv, wait = self.cpu_ends(src, dst, nbytes, collective)
+        return self.env.process(self._after([send, recv], wait, tag))
+
+    def cpu_ends(
+        self, src: str, dst: str, nbytes: float, collective: bool
+    ) -> tuple[simpy.Event, simpy.Event, float]:
+        """A transfer's CPU work at its two ends, and the wait after both are done."""
         p = self.profile
         if collective:  # the executor adds the ring's other steps' latency
             # a member sends once per ring: its cold CPU rides on its send
@@ -179,7 +190,7 @@ class LoopbackNetwork(FlowNetwork):
             send = self.cold_work(src, "rpc", nbytes * send_b + half, cold, ramp)
             recv = self.cold_work(dst, "rpc", nbytes * recv_b + half, cold, ramp)
             wait = p.rpc_overhead_s
-        return self.env.process(self._after(send, recv, wait, tag))
+        return send, recv, wait
 
     def cold_work(
         self,
@@ -208,9 +219,9 @@ class LoopbackNetwork(FlowNetwork):
         return server if is_server and server > 0 else client
 
     def _after(
-        self, send: simpy.Event, recv: simpy.Event, wait: float, tag: object
+        self, events: list[simpy.Event], wait: float, tag: object
     ) -> Generator[simpy.Event, object, object]:
-        yield send & recv
+        yield self.env.all_of(events)
         yield self.env.timeout(wait)
         return tag
 
@@ -228,11 +239,7 @@ class LocalPlatform:
         self._jitter = {
             r.name: role_rng(plan.scenario.run.seed, f"{r.name}:sleep") for r in plan.roles
         }
-        names = [r.name for r in plan.roles]
-        if plan.server is not None:
-            names += [server_name(k) for k in range(plan.server.shards)]
-        if plan.registry is not None:
-            names.append(REGISTRY)
+        self.processes = names = plan.processes()
         g = nx.Graph()
         g.add_node("localhost", kind="host", cores=profile.machine.cores)
         self.ring = gloo_ring(plan, profile)
@@ -253,7 +260,7 @@ class LocalPlatform:
         self.registry_host = REGISTRY
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
-        return LoopbackNetwork(env, self.cluster, self.profile, self.ring)
+        return LoopbackNetwork(env, self.cluster, self.profile, self.ring, self.processes)
 
     def endpoint(self, role: Role) -> str:
         return role.name

@@ -15,6 +15,7 @@ from pslab.profile import Profile
 from pslab.results import write_results
 from pslab.scenario import Scenario
 from sim.executor import SimExecutor, SimResult
+from sim.netns_platform import NetnsPlatform
 from sim.platform import LocalPlatform, NominalPlatform
 from sim.topology import build_cluster
 
@@ -58,9 +59,11 @@ def simulate_emulated(scenario: Scenario, profile: Profile, phases: int = PHASES
     local = emulated_scenario(scenario, profile)
     emulated = local.emulation.compute != "real"
 
+    on = NetnsPlatform if local.emulation.network == "netns" else LocalPlatform
+
     def run(start_at: dict[str, float] | None) -> SimResult:
         plan = build_plan(local)
-        return SimExecutor(local, plan, LocalPlatform(plan, profile, emulated), start_at).run()
+        return SimExecutor(local, plan, on(plan, profile, emulated), start_at).run()
 
     results = [run(None)]
     period = results[0].metrics["iteration_time_s"]
@@ -81,7 +84,7 @@ def simulate_emulated(scenario: Scenario, profile: Profile, phases: int = PHASES
     first.metrics["op_time_s"] = {
         name: float(np.mean([o[name] for o in ops if name in o])) for name in ops[0]
     }
-    first.trace.meta["platform"] = "local"
+    first.trace.meta["platform"] = local.emulation.network
     first.trace.meta["phases"] = len(results)
     return first
 
