@@ -487,8 +487,9 @@ def profile_for(scenario: Scenario, step: Step | None = None) -> Profile:
     updated = with_scenario(profile, scenario, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     updated.save(path)
-    # what other jobs leave free changes by the minute: measured afresh for every prediction
-    return updated.model_copy(update={"effective_cores": measure_free_cores(machine().cores)})
+    # what other jobs leave free changes by the second: compare takes it from the measured
+    # run itself (grpc_ps.load), not from this moment
+    return updated
 
 
 def main(argv: list[str] | None = None) -> None:

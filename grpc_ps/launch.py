@@ -32,6 +32,7 @@ from grpc_ps import netns_launch, roles
 from grpc_ps.auth import Security, new_token
 from grpc_ps.client import PSClient
 from grpc_ps.endpoints import Endpoints
+from grpc_ps.load import LoadSampler
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, server_name
 from pslab.data import load
@@ -111,6 +112,7 @@ class Launcher:
             netns_launch.NetnsNetwork(self.plan) if scenario.emulation.network == "netns" else None
         )
         self.link_reads: tuple[dict[str, Any], dict[str, Any]] | None = None  # netns counters
+        self.load: dict[str, Any] = {}  # what other jobs took from the machine (grpc_ps.load)
 
     # ------------------------------------------------------------- processes
 
@@ -260,10 +262,12 @@ class Launcher:
             endpoints.save(run_dir / "endpoints.json")
             counters = self.netns.counters() if self.netns is not None else None
             wall0 = time.perf_counter()
-            workers = [self._start(w.name) for w in plan.workers]
-            while any(w.popen.poll() is None for w in workers):
-                self._check_alive(fatal_only=True)
-                time.sleep(0.05)
+            with LoadSampler(lambda: [p.popen.pid for p in self.procs]) as sampler:
+                workers = [self._start(w.name) for w in plan.workers]
+                while any(w.popen.poll() is None for w in workers):
+                    self._check_alive(fatal_only=True)
+                    time.sleep(0.05)
+            self.load = sampler.summary()
             self._check_alive(fatal_only=True)
             wall = time.perf_counter() - wall0
             for comm in (p for p in self.procs if p.name.startswith("comm-")):
@@ -289,6 +293,7 @@ class Launcher:
             "wall_time_s": wall,
             "source": "emu",
             "lost_workers": self.lost,
+            "machine_load": self.load,
         }
         params = self._final_params()
         extra.update(self._evaluate(params))

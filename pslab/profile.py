@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pslab.results import write_text_atomic
 from pslab.scenario import ScenarioError, format_validation, read_yaml
 
 
@@ -108,10 +109,7 @@ class Profile(BaseModel):
         return f"{members}x{nbytes}"
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
-        tmp.replace(path)
+        write_text_atomic(Path(path), yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
 
     @classmethod
     def load(cls, path: Path) -> Profile:

@@ -26,9 +26,14 @@ def write_results(out_dir: Path, scenario: Scenario, metrics: dict[str, Any], tr
     )
     write_json_atomic(out_dir / "trace.json", chrome)
     write_json_atomic(out_dir / "metrics.json", metrics)
-    tmp = out_dir / ".scenario.yaml.tmp"
-    tmp.write_text(dump_scenario(scenario))
-    tmp.replace(out_dir / "scenario.yaml")
+    write_text_atomic(out_dir / "scenario.yaml", dump_scenario(scenario))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def read_metrics(out_dir: Path) -> dict[str, Any]:

@@ -8,9 +8,11 @@ or factor is tuned per scenario: where the two disagree, the model is wrong.
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import statistics
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +21,56 @@ from rich.progress import Progress
 from rich.table import Table
 
 from grpc_ps.calibrate import profile_for
+from grpc_ps.load import free_cores
 from pslab import plots
 from pslab.compare import compare_metrics, compare_ops, op_durations
-from pslab.results import read_metrics, write_results
-from pslab.scenario import Scenario, load_scenario
+from pslab.profile import Profile
+from pslab.results import read_metrics, write_results, write_text_atomic
+from pslab.scenario import Scenario, ScenarioError, dump_scenario, load_scenario
 from pslab.trace import Trace, load_spans, write_json_atomic
-from sim.run import simulate_emulated
+from sim.run import emulated_scenario, simulate_emulated
 
 Measure = Callable[[Scenario, Path], dict[str, Any]]  # emulate, writing results to the path
 
 
+REPLAY = "replay"  # beside compare.json: the files a prediction was made from
+
+
 def _load_run(run_dir: Path) -> tuple[dict[str, Any], Trace]:
     return read_metrics(run_dir), load_spans(json.loads((run_dir / "trace.json").read_text()))
+
+
+def with_run_load(profile: Profile, measured: dict[str, Any]) -> Profile:
+    """The profile with the cores the measured run really had (what other jobs took from
+    the machine, sampled through the run); an older run without that figure keeps the
+    calibration's."""
+    load = measured.get("machine_load")
+    if not load:
+        return profile
+    return profile.model_copy(update={"effective_cores": free_cores(load, profile.machine.cores)})
+
+
+def record_inputs(out_dir: Path, simulated: Scenario, profile: Profile) -> None:
+    """What a prediction is a function of, so ``--replay`` can make it again: the
+    scenario as simulated (machine figures already in it), the profile with the run's
+    free cores, and which pslab made it."""
+    d = out_dir / REPLAY
+    d.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(d / "scenario.yaml", dump_scenario(simulated))
+    profile.save(d / "profile.yaml")
+    write_json_atomic(
+        d / "pslab.json",
+        {
+            "version": version("pslab"),
+            "python": platform.python_version(),
+            "network": simulated.emulation.network,
+        },
+    )
+
+
+def predict(simulated: Scenario, profile: Profile) -> tuple[dict[str, Any], Trace]:
+    result = simulate_emulated(simulated, profile)
+    return result.metrics, result.trace
 
 
 def compare(
@@ -47,6 +87,7 @@ def compare(
     ``repeat``: emulate that many times and compare with the run of median
     iteration time. A 10 ms-iteration run on a shared 2-core machine varies
     by 10–24 % from one launch to the next; one run's error is partly noise.
+    The prediction is made after the run, with the cores that run had.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     if sim_dir is None:  # calibrate first: measuring the machine while the run uses it would lie
@@ -62,20 +103,61 @@ def compare(
     if sim_dir is not None:
         predicted, p_trace = _load_run(sim_dir)
     else:
-        result = simulate_emulated(scenario, profile)
-        predicted, p_trace = result.metrics, result.trace
-        write_results(out_dir / "sim", scenario, predicted, p_trace)
+        profile = with_run_load(profile, measured)
+        simulated = emulated_scenario(scenario, profile)
+        record_inputs(out_dir, simulated, profile)
+        predicted, p_trace = predict(simulated, profile)
+        write_results(out_dir / "sim", simulated, predicted, p_trace)
+    return _report(scenario, out_dir, predicted, p_trace, measured, m_trace, runs)
+
+
+def replay(run: Path, out_dir: Path) -> dict[str, Any]:
+    """Predict again from what an earlier compare recorded in ``run`` alone, and compare
+    with its measured run; the report says whether the prediction came out identical."""
+    d = run / REPLAY
+    if not (d / "scenario.yaml").exists() or not (d / "profile.yaml").exists():
+        raise ScenarioError(f"{run}: no {REPLAY}/scenario.yaml and profile.yaml to replay")
+    simulated = load_scenario(d / "scenario.yaml")
+    profile = Profile.load(d / "profile.yaml")
+    predicted, p_trace = predict(simulated, profile)
+    measured, m_trace = _load_run(run / "measured")
+    runs = json.loads((run / "compare.json").read_text()).get("measured_runs_s", [])
+    report = _report(simulated, out_dir, predicted, p_trace, measured, m_trace, runs)
+    recorded = read_metrics(run / "sim")["iteration_time_s"]
+    report["replay"] = {
+        "recorded_iteration_time_s": recorded,
+        "identical": recorded == predicted["iteration_time_s"],
+    }
+    write_json_atomic(out_dir / "compare.json", report)
+    return report
+
+
+def _report(
+    scenario: Scenario,
+    out_dir: Path,
+    predicted: dict[str, Any],
+    p_trace: Trace,
+    measured: dict[str, Any],
+    m_trace: Trace,
+    runs: list[float],
+) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
     run = scenario.run
     p_ops = predicted.get("op_time_s") or op_durations(p_trace, run.warmup, run.iterations)
-    report = {
+    report: dict[str, Any] = {
         "scenario": scenario.name,
         "metrics": compare_metrics(predicted, measured),
         "ops": compare_ops(p_ops, m_trace, run.warmup, run.iterations),
     }
     if "iteration_time_s_phases" in predicted:
         report["predicted_phase_range_s"] = predicted["iteration_time_s_phases"]
+    if measured.get("machine_load"):
+        report["machine_load"] = measured["machine_load"]
     if len(runs) > 1:
+        p = float(predicted["iteration_time_s"])
         report["measured_runs_s"] = runs
+        report["measured_range_s"] = [min(runs), max(runs)]
+        report["prediction_in_range"] = min(runs) <= p <= max(runs)
     write_json_atomic(out_dir / "compare.json", report)
     middle = (run.warmup + run.iterations - 1) // 2
     plots.timeline(p_trace, m_trace, middle, out_dir / "timeline.png")
@@ -114,7 +196,32 @@ def compare_table(report: dict[str, Any]) -> Table:
         table.add_row(
             f"op {name} (s)", _fmt(e["predicted"]), _fmt(e["measured"]), _fmt(e["error_pct"], True)
         )
+    table.caption = "\n".join(report_notes(report))
     return table
+
+
+def report_notes(report: dict[str, Any]) -> list[str]:
+    """The lines a reader needs to judge one comparison: the runs' spread, the load."""
+    notes = []
+    if "measured_range_s" in report:
+        lo, hi = report["measured_range_s"]
+        inside = "inside" if report["prediction_in_range"] else "outside"
+        notes.append(
+            f"{len(report['measured_runs_s'])} measured runs took {lo:.4g}-{hi:.4g} s per "
+            f"iteration; the prediction is {inside} that range (error above: the median run)"
+        )
+    load = report.get("machine_load")
+    if load:
+        notes.append(
+            f"other jobs took {load['other_cores']:.2f} of {load['cores']} cores during the run "
+            f"(per 0.5 s: {load['other_cores_min']:.2f}-{load['other_cores_max']:.2f})"
+        )
+        if load["unsteady"]:
+            notes.append("warning: the other jobs' share moved a lot during the run")
+    if "replay" in report:
+        same = "identical to" if report["replay"]["identical"] else "DIFFERENT from"
+        notes.append(f"replayed prediction {same} the recorded one")
+    return notes
 
 
 def validate(
@@ -124,24 +231,59 @@ def validate(
     console: Console | None = None,
     repeat: int = 1,
 ) -> dict[str, Any]:
-    """Compare every scenario of a suite; the summary the issue's acceptance reads."""
+    """Compare every scenario of a suite; the summary the issue's acceptance reads.
+
+    A scenario this machine cannot emulate (netns without root) is skipped and named."""
     rows = []
+    skipped: dict[str, str] = {}
+    per_scenario: dict[str, dict[str, Any]] = {}
     table = Table(title=f"validation: {directory}")
-    for col in ("scenario", "iteration time error", "overlap abs error"):
+    for col in ("scenario", "iteration time error", "overlap abs error", "measured runs"):
         table.add_column(col, justify="left" if col == "scenario" else "right")
     for path in sorted(directory.glob("*.yaml")):
         scenario = load_scenario(path)
+        why = cannot_emulate(scenario)
+        if why:
+            skipped[scenario.name] = why
+            if console is not None:
+                console.print(f"skipped {scenario.name}: {why}", highlight=False, markup=False)
+            continue
         report = compare(scenario, out_dir / path.stem, measure, console=console, repeat=repeat)
         it = report["metrics"]["iteration_time_s"]["error_pct"]
         ov = report["metrics"]["overlap_ratio"]["abs_error"]
         rows.append((scenario.name, it, ov))
-        table.add_row(scenario.name, f"{it:+.1f}%", f"{ov:+.3f}")
+        runs = report.get("measured_runs_s") or [report["metrics"]["iteration_time_s"]["measured"]]
+        entry: dict[str, Any] = {
+            "error_pct": it,
+            "overlap_abs_error": ov,
+            "measured_runs_s": runs,
+            "spread_pct": 100.0 * (max(runs) - min(runs)) / statistics.median(runs),
+            "prediction_in_range": report.get("prediction_in_range"),
+            "other_cores": report.get("machine_load", {}).get("other_cores"),
+        }
+        per_scenario[scenario.name] = entry
+        spread = f"{min(runs) * 1e3:.4g}-{max(runs) * 1e3:.4g} ms" if len(runs) > 1 else "1"
+        table.add_row(scenario.name, f"{it:+.1f}%", f"{ov:+.3f}", spread)
     errors = [abs(r[1]) for r in rows]
     summary = {
         "scenarios": len(rows),
         "median_abs_error_pct": statistics.median(errors) if errors else None,
         "max_abs_error_pct": max(errors) if errors else None,
         "max_overlap_abs_error": max((abs(r[2]) for r in rows), default=None),
-        "per_scenario": {name: {"error_pct": it, "overlap_abs_error": ov} for name, it, ov in rows},
+        "per_scenario": per_scenario,
+        "skipped": skipped,
     }
     return {"table": table, "summary": summary}
+
+
+def cannot_emulate(scenario: Scenario) -> str | None:
+    """Why this machine cannot emulate ``scenario`` (netns without root), else None."""
+    from grpc_ps import netns_launch
+
+    if scenario.emulation.network != "netns":
+        return None
+    try:
+        netns_launch.check(scenario)
+    except ScenarioError as err:
+        return str(err)
+    return None

@@ -155,12 +155,20 @@ def _repeat_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from pslab_cli.comparing import compare, compare_table
+    from pslab_cli.comparing import compare, compare_table, replay
 
     if bool(args.sim) != bool(args.measured):
         raise UsageError("--sim and --measured go together (earlier runs of both sides)")
+    if args.replay:
+        if args.scenario or args.sim or args.set:
+            raise UsageError("--replay takes its scenario from the run it replays; drop the rest")
+        out_dir = Path(args.out or Path(args.replay) / "replayed")
+        report = replay(Path(args.replay), out_dir)
+        out.print(compare_table(report))
+        out.print(f"wrote {out_dir}/compare.json")
+        return 0 if report["replay"]["identical"] else 1
     scenario, _ = _load(args)
-    out_dir = Path(args.out)
+    out_dir = Path(args.out or "runs/compare")
     report = compare(
         scenario,
         out_dir,
@@ -263,8 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="simulate and emulate a scenario; error per metric")
     scenario_args(p)
-    p.add_argument("-o", "--out", default="runs/compare", help="output directory")
+    p.add_argument("-o", "--out", help="output directory (default runs/compare)")
     p.add_argument("--sim", help="take the prediction from this earlier `pslab sim -o` run")
+    p.add_argument(
+        "--replay",
+        metavar="DIR",
+        help="predict again from what an earlier compare -o DIR recorded, and compare",
+    )
     p.add_argument("--measured", help="take the measurement from this earlier launch run")
     _repeat_arg(p)
     p.set_defaults(fn=cmd_compare)

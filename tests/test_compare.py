@@ -28,6 +28,22 @@ def test_quickstart_prediction_is_within_bounds(tmp_path, capsys) -> None:
     args = ["compare", "--sim", str(out / "sim"), "--measured", str(out / "measured")]
     assert main([*args, "-o", str(again)]) == 0
     assert json.loads((again / "compare.json").read_text())["metrics"] == report["metrics"]
+    # the prediction's inputs lie beside it, and predict it again bit for bit
+    recorded = out / "replay"
+    assert {p.name for p in recorded.iterdir()} >= {"scenario.yaml", "profile.yaml", "pslab.json"}
+    assert json.loads((recorded / "pslab.json").read_text())["version"]
+    assert report["machine_load"]["cores"] >= 1
+    replayed = tmp_path / "replayed"
+    assert main(["compare", "--replay", str(out), "-o", str(replayed)]) == 0
+    again_report = json.loads((replayed / "compare.json").read_text())
+    assert again_report["replay"]["identical"]
+    it_again = again_report["metrics"]["iteration_time_s"]
+    assert it_again["predicted"] == it["predicted"] and it_again["measured"] == it["measured"]
+
+
+def test_replay_of_a_directory_without_its_inputs_is_a_clear_error(tmp_path, capsys) -> None:
+    assert main(["compare", "--replay", str(tmp_path)]) == 2
+    assert "no replay/scenario.yaml" in capsys.readouterr().err
 
 
 def test_error_pct_and_metric_join() -> None:
