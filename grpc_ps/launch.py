@@ -9,6 +9,7 @@ worker); an asynchronous one carries on without it, as Downpour would.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -23,15 +24,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
 import torch
 
-from grpc_ps import netns_launch, roles
+from grpc_ps import fit, netns_launch, roles
 from grpc_ps.auth import Security, new_token
 from grpc_ps.client import PSClient
 from grpc_ps.endpoints import Endpoints
+from grpc_ps.lifeline import (
+    LAUNCHER_ENV,
+    RUN_PREFIX,
+    Interrupted,
+    claim_run_dir,
+    cleanup_stale_runs,
+)
 from grpc_ps.load import LoadSampler
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, server_name
@@ -44,6 +53,11 @@ from pslab.trace import Trace, write_json_atomic
 
 ASYNC = {AlgorithmName.async_ps, AlgorithmName.ssp}
 STARTUP_TIMEOUT_S = 120.0
+STOP_GRACE_S = 10.0  # SIGTERM → SIGKILL at the end of a run: servers write their traces
+# ... and when the run was interrupted: short, so that a role ignoring SIGTERM is gone well
+# within the 10 s the chaos test (and a batch system's kill timeout) allows
+INTERRUPTED_GRACE_S = 3.0
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class LaunchError(Exception):
@@ -71,8 +85,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def check_emulable(scenario: Scenario) -> None:
-    """What the emulator cannot run gets a clear error before any process starts."""
+def check_emulable(scenario: Scenario, force: bool = False) -> None:
+    """What the emulator cannot run gets a clear error before any process starts; so does a
+    run too big for this machine (:mod:`grpc_ps.fit`) unless ``force``."""
+    if not force:
+        fit.check_fits(scenario)
+    fit.check_device(scenario)
     emu = scenario.emulation
     if emu.network == "netns":
         netns_launch.check(scenario)  # root, iproute2, a supported preset; else how to loopback
@@ -92,11 +110,13 @@ class Launcher:
         run_dir: Path,
         on_progress: Callable[[int, int], None] | None = None,
         restart_servers: bool = False,
+        force: bool = False,
     ) -> None:
         """``restart_servers``: parameter servers journal their state in the run directory,
         and one that dies is started again on its port, resuming where it was (the workers
-        retry through the gap); otherwise a dead server ends the run."""
-        check_emulable(scenario)
+        retry through the gap); otherwise a dead server ends the run. ``force``: start a run
+        :mod:`grpc_ps.fit` says this machine cannot hold."""
+        check_emulable(scenario, force)
         self.scenario = scenario
         self.restart_servers = restart_servers
         self.restarted: list[str] = []
@@ -112,6 +132,12 @@ class Launcher:
             netns_launch.NetnsNetwork(self.plan) if scenario.emulation.network == "netns" else None
         )
         self.link_reads: tuple[dict[str, Any], dict[str, Any]] | None = None  # netns counters
+        # SIGINT/SIGTERM/SIGHUP while running (see _on_signal): the first, whether it was
+        # raised yet, whether raising is deferred (a Popen in flight, the cleanup)
+        self.interrupted: int | None = None
+        self._raised = False
+        self._defer = False
+        self._active = False
         self.load: dict[str, Any] = {}  # what other jobs took from the machine (grpc_ps.load)
 
     # ------------------------------------------------------------- processes
@@ -120,6 +146,7 @@ class Launcher:
         log = self.run_dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.security.environ())
+        env[LAUNCHER_ENV] = str(os.getpid())  # the role dies with us (grpc_ps.lifeline)
         if self.restart_servers and name.startswith("ps-"):
             extra = ("--checkpoint-dir", str(self.run_dir / "checkpoints" / name), *extra)
         env.setdefault("OMP_NUM_THREADS", "1")  # one core per process, as the model assumes
@@ -127,10 +154,13 @@ class Launcher:
         if self.netns is not None:  # inside the role's host's namespace
             env.update(self.netns.env(name))
             spawn = functools.partial(self.netns.popen, name)
+        # A signal between fork and the append below would leave a role no one stops.
+        deferred, self._defer = self._defer, True
         popen = spawn(
             [
                 sys.executable,
                 "-m",
+                "grpc_ps.lifeline",  # arms the role's death with ours, then runs it
                 "grpc_ps.roles",
                 "--run-dir",
                 str(self.run_dir),
@@ -146,6 +176,9 @@ class Launcher:
         )
         proc = _Proc(name, popen, log)
         self.procs.append(proc)
+        self._defer = deferred
+        if not deferred:
+            self._raise_pending()
         threading.Thread(target=self._read_stdout, args=(proc,), daemon=True).start()
         return proc
 
@@ -218,17 +251,63 @@ class Launcher:
         finally:
             client.close()
 
-    def stop_all(self) -> None:
+    def stop_all(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM every role's process group, SIGKILL what is left after ``grace_s``."""
         for proc in self.procs:
             if proc.popen.poll() is None:
-                os.killpg(proc.popen.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+                with contextlib.suppress(ProcessLookupError):  # ended since the poll
+                    os.killpg(proc.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
         for proc in self.procs:
             try:
                 proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.popen.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
                 proc.popen.wait()
+
+    # --------------------------------------------------------------- signals
+
+    def _catch_signals(self) -> dict[int, Any]:
+        """Handle SIGINT, SIGTERM and SIGHUP as one while the run's processes exist, so that
+        ``timeout``, ``scancel`` or a closed terminal stop the roles as Ctrl-C does. Only
+        in the main thread (Python allows handlers nowhere else); a signal the caller
+        ignores (``nohup``) stays ignored. Returns the handlers to put back."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        self._active = True
+        previous = {}
+        for sig in HANDLED_SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    def _release_signals(self, previous: dict[int, Any]) -> None:
+        self._active = False
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) == self._on_signal:  # netns may have chained its own
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Unwind into run()'s cleanup, once: a second signal while the roles are being
+        stopped is noted, not raised, so that it cannot cut the cleanup short."""
+        if not self._active:  # reached through a handler chained on ours after the run
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if self.interrupted is None:
+            self.interrupted = signum
+        if not self._defer:
+            self._raise_pending()
+
+    def _raise_pending(self) -> None:
+        if self.interrupted is not None and not self._raised:
+            self._raised = True
+            if self.interrupted == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise Interrupted(self.interrupted)
 
     # ------------------------------------------------------------------ run
 
@@ -237,6 +316,7 @@ class Launcher:
         (run_dir / "scenario.yaml").write_text(dump_scenario(self.scenario))
         write_json_atomic(run_dir / "run.json", {"t0_ns": time.perf_counter_ns()})
         plan = self.plan
+        previous = self._catch_signals()
         try:
             if self.netns is not None:
                 self.netns.open()
@@ -276,12 +356,35 @@ class Launcher:
             if self.netns is not None and counters is not None:  # the kernel's per-link bytes
                 self.link_reads = (counters, self.netns.counters())
         finally:
+            self._defer = True  # a signal from here on waits for the roles to be stopped
             try:
-                self.stop_all()
+                self.stop_all(INTERRUPTED_GRACE_S if self.interrupted else STOP_GRACE_S)
             finally:
-                if self.netns is not None:
-                    self.netns.close()
+                try:
+                    if self.netns is not None:
+                        self.netns.close()
+                finally:
+                    self._release_signals(previous)
+        self._raise_pending()  # a signal during the final cleanup: end as asked
         return self._collect(wall)
+
+    def partial_result(self) -> LaunchResult | None:
+        """After an interrupted run: what its roles wrote when stopped (servers their
+        applies, workers their spans so far), marked ``incomplete``; None if nothing."""
+        trace = roles.read_traces(self.run_dir)
+        if not trace.spans:
+            return None
+        wall = max(s.end for s in trace.spans) - min(s.start for s in trace.spans)
+        try:
+            result = self._collect(wall)
+        except Exception:  # too little for the metrics: keep the spans and say so
+            trace.meta["scenario"] = self.scenario.name
+            metrics = {"source": "emu", "events": len(trace.spans), "wall_time_s": wall}
+            result = LaunchResult({**metrics, "workers": len(self.plan.workers)}, trace)
+        name = signal.Signals(self.interrupted).name if self.interrupted else "an exception"
+        result.metrics.update(incomplete=True, interrupted_by=name)
+        result.trace.meta.update(incomplete=True, interrupted_by=name)
+        return result
 
     def _collect(self, wall: float) -> LaunchResult:
         trace = roles.read_traces(self.run_dir)
@@ -330,11 +433,27 @@ def launch(
     out_dir: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     keep_run_dir: bool = False,
+    force: bool = False,
 ) -> LaunchResult:
-    """Run a scenario on this machine; write results to ``out_dir`` when given."""
-    run_dir = Path(tempfile.mkdtemp(prefix="pslab-run-"))
+    """Run a scenario on this machine; write results to ``out_dir`` when given.
+
+    Interrupted (SIGINT, SIGTERM, SIGHUP: :class:`KeyboardInterrupt` or
+    :class:`~grpc_ps.lifeline.Interrupted` propagates), the roles are stopped and what they
+    measured is still written to ``out_dir``, with ``incomplete: true`` in metrics.json.
+    """
+    check_emulable(scenario, force)  # before the run directory exists
+    cleanup_stale_runs()  # run directories a SIGKILLed launcher left behind
+    run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
+    claim_run_dir(run_dir)
+    launcher: Launcher | None = None
     try:
-        result = Launcher(scenario, run_dir, on_progress).run()
+        launcher = Launcher(scenario, run_dir, on_progress, force=force)
+        result = launcher.run()
+    except (KeyboardInterrupt, Interrupted):
+        partial = launcher.partial_result() if launcher is not None else None
+        if out_dir is not None and partial is not None:
+            write_results(out_dir, scenario, partial.metrics, partial.trace)
+        raise
     finally:
         if not keep_run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)

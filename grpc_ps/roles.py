@@ -24,6 +24,7 @@ import numpy as np
 from grpc_ps.checkpoint import Journal
 from grpc_ps.communicator import CommunicatorServicer
 from grpc_ps.endpoints import Endpoints
+from grpc_ps.lifeline import die_with_launcher
 from grpc_ps.netns_launch import bind_kwargs, make_executor, trace_host
 from grpc_ps.server import LeaderRegistryServicer, ParameterServerServicer, serve
 from pslab.algorithms import build_plan
@@ -61,8 +62,24 @@ def _wait_for_stop() -> None:
     """Block until SIGTERM/SIGINT: a server serves until the launcher says the run is over."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored stays ignored (test hook)
+            signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+IGNORE_SIGTERM_ENV = "PSLAB_TEST_IGNORE_SIGTERM"
+
+
+def _ignore_sigterm_hook(role: str) -> None:
+    """Test-only: ``PSLAB_TEST_IGNORE_SIGTERM=ps-0`` (a role name, or ``all``) makes that role
+    ignore SIGTERM, as a process stuck in a C call or with a careless handler would; the chaos
+    test (tests/test_chaos.py) checks that such a role still ends with its launcher."""
+    if os.environ.get(IGNORE_SIGTERM_ENV) in (role, "all"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def ps_servicer(
@@ -163,10 +180,17 @@ def run_worker(run_dir: Path, rank: int) -> None:
         print(f"progress {rank} {i}", flush=True)
 
     executor.on_iteration = progress
+    # SIGTERM (the launcher stopping an interrupted run) unwinds as SystemExit(143), so the
+    # spans measured so far are written for the launcher's incomplete result.
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         trace = executor.run()
         write_trace(run_dir, role.name, trace)
         np.save(run_dir / f"params-{rank}.npy", executor.bufs["params"].detach().cpu().numpy())
+    except SystemExit:
+        write_trace(run_dir, role.name, executor.trace)
+        raise
     finally:
         executor.close()
 
@@ -213,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--checkpoint-every", type=int, default=100, help="versions between them")
     args = p.parse_args(argv)
+    die_with_launcher()  # armed already under grpc_ps.lifeline; this covers a direct start
+    _ignore_sigterm_hook(args.role)
     kind, _, index = args.role.rpartition("-") if "-" in args.role else (args.role, "", "")
     if args.role == REGISTRY:
         run_registry(args.run_dir)

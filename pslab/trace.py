@@ -119,12 +119,33 @@ def _meta(kind: str, pid: int, tid: int, name: str) -> dict[str, Any]:
     return {"name": kind, "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}}
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON so that a reader never sees a half-written file (temp, fsync, rename)."""
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux says it (``os.umask`` can
+    only be read by setting it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: str | Path, data: Any, mode: int | None = None) -> None:
+    """Write JSON so that a reader never sees a half-written file (temp, fsync, rename).
+
+    The file gets ``mode``, by default what ``open()`` would give (0644 under the usual
+    umask): ``mkstemp`` creates 0600, which left results unreadable to the rest of a team
+    while ``scenario.yaml`` beside them was not. Pass ``0o600`` for anything secret.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode if mode is not None else 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=None if "trace" in path.name else 2)
             f.flush()

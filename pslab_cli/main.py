@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 import pslab
+from grpc_ps.lifeline import Interrupted
 from pslab import units
 from pslab.scenario import Scenario, ScenarioError, load_scenario
 from pslab_cli import serve as serve_cli
@@ -75,8 +76,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_launch(scenario: Scenario, out_dir: Path | None) -> dict[str, Any]:
-    """Emulate with a progress bar over all workers' iterations; LaunchError → UsageError."""
+def run_launch(scenario: Scenario, out_dir: Path | None, force: bool = False) -> dict[str, Any]:
+    """Emulate with a progress bar over all workers' iterations; LaunchError → UsageError.
+
+    A run too big for this machine is refused before torch is even imported (under a
+    second), unless ``force``."""
+    from grpc_ps.fit import check_fits
+
+    if not force:
+        check_fits(scenario)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from grpc_ps.launch import LaunchError, launch
@@ -98,9 +106,13 @@ def run_launch(scenario: Scenario, out_dir: Path | None) -> dict[str, Any]:
             bar.update(task, completed=sum(i + 1 for i in reached.values()))
 
         try:
-            result = launch(scenario, out_dir, on_progress=progress)
+            result = launch(scenario, out_dir, on_progress=progress, force=force)
         except LaunchError as e:
             raise UsageError(f"emulation failed: {e}") from None
+        except (KeyboardInterrupt, Interrupted):
+            if out_dir is not None and (out_dir / "metrics.json").exists():
+                err.print(f"roles stopped; what was measured is in {out_dir} (incomplete)")
+            raise
     return result.metrics
 
 
@@ -108,7 +120,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if args.network:  # --network X is --set emulation.network=X, applied last
         args.set.append(f"emulation.network={args.network}")
     scenario, _ = _load(args)
-    metrics = run_launch(scenario, Path(args.out) if args.out else None)
+    metrics = run_launch(scenario, Path(args.out) if args.out else None, force=args.force)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -219,6 +231,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         rank = args.rank if args.rank is not None else rank_from_env()
     except ValueError as e:
         raise UsageError(str(e)) from None
+    world = load_scenario(run_dir / "scenario.yaml").topology.n_workers
+    if not 0 <= rank < world:
+        raise UsageError(
+            f"rank {rank} is outside this run's world of {world} workers (0-{world - 1})"
+        )
     run_worker(run_dir, rank)
     return 0
 
@@ -253,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--network",
         choices=["loopback", "netns"],
         help="loopback: all on 127.0.0.1; netns: a namespace per host, links shaped (root)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start the run even where it needs more processes or memory than this machine has",
     )
     p.set_defaults(fn=cmd_launch)
 
@@ -311,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except Interrupted as e:  # SIGTERM (timeout, scancel) or SIGHUP: roles already stopped
+        err.print(f"interrupted by {e}")
+        return 128 + e.signum
 
 
 if __name__ == "__main__":
