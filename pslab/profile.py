@@ -44,7 +44,7 @@ class ProfileError(ScenarioError):
     """A calibration profile that cannot be read: a user's input, reported like a scenario's."""
 
 
-PROFILE_FORMAT = 5  # bumped when a field is added that a cached profile would lack
+PROFILE_FORMAT = 6  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 class Profile(BaseModel):

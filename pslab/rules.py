@@ -18,6 +18,16 @@ def _zeros_like(x: Any) -> Any:
     return x * 0
 
 
+def _scratch(bufs: Buffers, like: Any) -> Any:
+    """A kept model-sized buffer for a rule's intermediate: a fresh temporary per call costs
+    page faults that dwarf the arithmetic (an SGD step on 8 MB took a median 1.3 ms and a
+    p90 of 28 ms in the emulator's workers with one; ~0.5 ms without)."""
+    tmp = bufs.get("scratch")
+    if tmp is None:
+        tmp = bufs["scratch"] = _zeros_like(like)
+    return tmp
+
+
 def sgd(bufs: Buffers, lr: float, momentum: float = 0.0, grad: str = "grad") -> None:
     """x ← x − η·v with heavy-ball v ← μv + g (v = g when μ = 0)."""
     g = bufs[grad]
@@ -28,7 +38,10 @@ def sgd(bufs: Buffers, lr: float, momentum: float = 0.0, grad: str = "grad") -> 
         v *= momentum
         v += g
         g = v
-    bufs["params"] -= lr * g
+    step = _scratch(bufs, g)
+    step[...] = g
+    step *= lr
+    bufs["params"] -= step
 
 
 def elastic(bufs: Buffers, alpha: float) -> None:
@@ -49,10 +62,13 @@ def elastic(bufs: Buffers, alpha: float) -> None:
 def leader_pull(bufs: Buffers, buf: str, strength: float) -> None:
     """Leader SGD: x ← x − λ(x − x̂) = (1 − λ)x + λx̂, pulling toward a leader's copy.
 
-    As (1 − λ)x + λx̂ in place: one temporary instead of two.
+    As (1 − λ)x + λx̂ in place, λx̂ in the scratch buffer.
     """
+    pull = _scratch(bufs, bufs[buf])
+    pull[...] = bufs[buf]
+    pull *= strength
     bufs["params"] *= 1.0 - strength
-    bufs["params"] += bufs[buf] * strength
+    bufs["params"] += pull
 
 
 def scale(bufs: Buffers, buf: str, factor: float) -> None:
