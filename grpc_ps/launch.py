@@ -138,7 +138,8 @@ class Launcher:
         self._raised = False
         self._defer = False
         self._active = False
-        self.load: dict[str, Any] = {}  # what other jobs took from the machine (grpc_ps.load)
+        self.sampler: LoadSampler | None = None  # what other jobs took (grpc_ps.load)
+        self.t0_ns = 0  # the run's clock: spans are seconds since
 
     # ------------------------------------------------------------- processes
 
@@ -314,7 +315,8 @@ class Launcher:
     def run(self) -> LaunchResult:
         run_dir = self.run_dir
         (run_dir / "scenario.yaml").write_text(dump_scenario(self.scenario))
-        write_json_atomic(run_dir / "run.json", {"t0_ns": time.perf_counter_ns()})
+        self.t0_ns = time.perf_counter_ns()
+        write_json_atomic(run_dir / "run.json", {"t0_ns": self.t0_ns})
         plan = self.plan
         previous = self._catch_signals()
         try:
@@ -342,12 +344,12 @@ class Launcher:
             endpoints.save(run_dir / "endpoints.json")
             counters = self.netns.counters() if self.netns is not None else None
             wall0 = time.perf_counter()
-            with LoadSampler(lambda: [p.popen.pid for p in self.procs]) as sampler:
+            self.sampler = LoadSampler(lambda: [p.popen.pid for p in self.procs])
+            with self.sampler:
                 workers = [self._start(w.name) for w in plan.workers]
                 while any(w.popen.poll() is None for w in workers):
                     self._check_alive(fatal_only=True)
                     time.sleep(0.05)
-            self.load = sampler.summary()
             self._check_alive(fatal_only=True)
             wall = time.perf_counter() - wall0
             for comm in (p for p in self.procs if p.name.startswith("comm-")):
@@ -396,7 +398,7 @@ class Launcher:
             "wall_time_s": wall,
             "source": "emu",
             "lost_workers": self.lost,
-            "machine_load": self.load,
+            "machine_load": self._load(trace),
         }
         params = self._final_params()
         extra.update(self._evaluate(params))
@@ -410,6 +412,16 @@ class Launcher:
             extra=extra,
         )
         return LaunchResult(metrics, trace, params)
+
+    def _load(self, trace: Trace) -> dict[str, Any]:
+        """What other jobs took from the machine from the workers' first op to their last
+        (``perf_counter`` and ``monotonic`` are one clock on Linux)."""
+        spans = [s for s in trace.spans if s.role.startswith("worker-")]
+        if self.sampler is None or not spans:
+            return {}
+        t0 = self.t0_ns / 1e9
+        during = (t0 + min(s.start for s in spans), t0 + max(s.end for s in spans))
+        return self.sampler.summary(during)
 
     def _final_params(self) -> np.ndarray | None:
         """The workers' average model: what Leader SGD evaluates, and for synchronous

@@ -13,6 +13,7 @@ the model does not price) took from the run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import threading
@@ -86,11 +87,17 @@ class LoadSampler:
         while not self._stop.wait(SAMPLE_S):
             self._sample()
 
-    def summary(self) -> dict[str, float | bool | int]:
-        """Cores other jobs took, on average and per window; what the run took."""
+    def summary(self, during: tuple[float, float] | None = None) -> dict[str, float | bool | int]:
+        """Cores other jobs took, on average and per window; what the run took.
+
+        ``during``: only the samples inside this span of ``time.monotonic()`` (the workers'
+        first op to their last: their seconds of imports are not the run's steady state)."""
+        samples = self.samples
+        if during is not None:
+            samples = [s for s in samples if during[0] <= s.t <= during[1]]
         windows: list[tuple[float, float, float]] = []  # (seconds, other ticks, own ticks)
         span = other = own = 0.0
-        for a, b in zip(self.samples, self.samples[1:], strict=False):
+        for a, b in itertools.pairwise(samples):
             pids = set(a.own) | set(b.own)
             if any(a.own.get(p) is None or b.own.get(p) is None for p in pids):
                 continue

@@ -151,8 +151,16 @@ def _report(
     }
     if "iteration_time_s_phases" in predicted:
         report["predicted_phase_range_s"] = predicted["iteration_time_s_phases"]
-    if measured.get("machine_load"):
-        report["machine_load"] = measured["machine_load"]
+    load = measured.get("machine_load")
+    if load:
+        report["machine_load"] = load
+        if "cpu_time_s" in predicted and load.get("seconds"):
+            # where an error comes from: the CPU the model charged, or how it overlapped
+            per = scenario.topology.n_workers * run.iterations
+            report["cpu_s_per_worker_iteration"] = {
+                "predicted": predicted["cpu_time_s"] / per,
+                "measured": load["own_cores"] * load["seconds"] / per,
+            }
     if len(runs) > 1:
         p = float(predicted["iteration_time_s"])
         report["measured_runs_s"] = runs
@@ -218,6 +226,12 @@ def report_notes(report: dict[str, Any]) -> list[str]:
         )
         if load["unsteady"]:
             notes.append("warning: the other jobs' share moved a lot during the run")
+    cpu = report.get("cpu_s_per_worker_iteration")
+    if cpu:
+        notes.append(
+            f"CPU per worker-iteration, every process's: predicted {cpu['predicted'] * 1e3:.3g} "
+            f"ms, measured {cpu['measured'] * 1e3:.3g} ms"
+        )
     if "replay" in report:
         same = "identical to" if report["replay"]["identical"] else "DIFFERENT from"
         notes.append(f"replayed prediction {same} the recorded one")

@@ -212,6 +212,7 @@ class SimExecutor:
                 "events": self.env.events_processed,
                 "wall_time_s": wall,
                 "simulated_time_s": elapsed,
+                "cpu_time_s": self.net.carried("cpu:"),  # every process's CPU work, summed
                 "source": "sim",
             },
         )

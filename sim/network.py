@@ -246,6 +246,16 @@ class FlowNetwork:
         ]
         return sorted(stats, key=lambda s: s["name"])
 
+    def carried(self, prefix: str) -> float:
+        """Work finished so far on the resources named ``prefix…`` (``cpu:``: CPU-seconds)."""
+        return float(
+            sum(
+                self._carried[i]
+                for name, i in self._index.items()
+                if i >= self._n_links and isinstance(name, str) and name.startswith(prefix)
+            )
+        )
+
     # ------------------------------------------------------------- internals
 
     def _path(self, src: str, dst: str) -> tuple[np.ndarray, float]:
