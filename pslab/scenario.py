@@ -9,12 +9,22 @@ typo is an error that names its path, never a silently ignored setting.
 from __future__ import annotations
 
 import copy
+import difflib
+import re
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pslab import units
 
@@ -143,6 +153,22 @@ class Workload(Strict):
         2e9, gt=0, description="flop/s of the device smoothing a gradient (FFT: 5 n log2 n)"
     )
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: ModelSpec | str) -> ModelSpec | str:
+        """A catalogue name is checked here, at load, so ``resnet-50`` is an error naming
+        ``workload.model`` with a suggestion, not a KeyError once the run has started."""
+        if isinstance(model, str):
+            from pslab.catalogue import CATALOGUE  # imports this module: resolved at call time
+
+            if model not in CATALOGUE:
+                known = sorted(CATALOGUE)
+                raise ValueError(
+                    f"unknown model {model!r}{did_you_mean(model, known)}; "
+                    f"known: {', '.join(known)}, or a spec {{params: 25.6M}}"
+                )
+        return model
+
 
 class Smoothing(Strict):
     sigma: float = Field(0.0, ge=0)
@@ -241,31 +267,134 @@ class Scenario(Strict):
             raise ValueError(f"algorithm {self.algorithm.name.value} needs topology.servers >= 1")
         return self
 
+    def replace(self, **dotted: Any) -> Scenario:
+        """A copy with fields overridden, validated again like a loaded file.
+
+        Keys are dotted field paths, spelled either ``topology__nodes=4`` (double
+        underscore, usable as a keyword) or ``**{"topology.nodes": 4}``. Values are
+        what the YAML would hold (``"100Gb/s"`` is parsed). Unlike pydantic's
+        ``model_copy(update=...)``, which skips validation (``nodes=0`` then ends in a
+        ZeroDivisionError deep in the simulator), a bad value is a
+        :class:`ScenarioError` naming the field.
+        """
+        data = self.model_dump(mode="json")
+        for key, value in dotted.items():
+            set_path(data, key.replace("__", "."), value)
+        return scenario_from_dict(data, f"{self.name} (replace)")
+
 
 class ScenarioError(Exception):
     """A scenario that cannot be used; str() is the message a user should see."""
 
 
+_WRONG_TYPE = {
+    "model_type",
+    "dict_type",
+    "float_type",
+    "int_type",
+    "string_type",
+    "bool_type",
+    "float_parsing",
+    "int_parsing",
+}
+
+
+def _is_tag(part: str | int) -> bool:
+    """pydantic's names for a union's alternatives or a validator chain, not fields:
+    ``ModelSpec``, ``str``, ``function-after[_layers_sum(), ModelSpec]``. Field names
+    here are all lowercase identifiers; list indices are ints."""
+    if isinstance(part, int):
+        return False
+    return "[" in part or part[:1].isupper() or part in ("str", "float", "int", "bool")
+
+
+def _clean(loc: tuple[str | int, ...]) -> tuple[list[str], bool]:
+    """The field path a user wrote, and whether the error is about one alternative."""
+    return [str(p) for p in loc if not _is_tag(p)], any(_is_tag(p) for p in loc)
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing (difflib)."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_at(path: list[str]) -> type[BaseModel] | None:
+    """The schema model that holds the field at ``path`` (its parent), walking from Scenario."""
+    model: type[BaseModel] = Scenario
+    for part in path[:-1]:
+        if part.isdigit():
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        found = _submodel(info.annotation)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _message(e: Any, path: list[str]) -> str:
+    """pydantic's message, with a suggestion for a misspelt field or choice."""
+    msg = e["msg"].removeprefix("Value error, ")
+    got = e.get("input")
+    if e["type"] == "extra_forbidden":
+        model = _model_at(path)
+        fields = list(model.model_fields) if model is not None else []
+        return f"unknown field{did_you_mean(path[-1], fields)}" + (
+            f"; known: {', '.join(fields)}" if fields else ""
+        )
+    if e["type"] in ("enum", "literal_error") and isinstance(got, str):
+        choices = re.findall(r"'([^']*)'", str((e.get("ctx") or {}).get("expected", "")))
+        return msg + did_you_mean(got, choices)
+    return msg
+
+
 def format_validation(source: str, err: ValidationError, what: str = "scenario") -> str:
-    """One line per wrong field: its dotted path, what was expected, what was given.
+    """One line per wrong field: its dotted path, what was expected, what was given,
+    and a "did you mean" where a name is close to a known one.
 
     A field that accepts alternatives (a duration or a distribution) fails once per
-    alternative; only the first, most specific complaint is kept.
+    alternative. The alternatives' "wrong type" complaints are dropped where another
+    alternative says something specific about the same field, then only the first
+    complaint per path is kept; pydantic's alternative names never reach the path.
     """
+    errors = err.errors()
+    cleaned = [(e, *_clean(e["loc"])) for e in errors]
+    specific = [".".join(p) for e, p, _ in cleaned if e["type"] not in _WRONG_TYPE]
     lines = [f"{source}: invalid {what}"]
     seen: set[str] = set()
-    for e in err.errors():
-        parts = [str(p) for p in e["loc"]]
-        while parts and (parts[-1][:1].isupper() or "[" in parts[-1] or parts[-1] == "float"):
-            parts.pop()  # pydantic's names for the alternatives of a union, not fields
+    for e, parts, alternative in cleaned:
         path = ".".join(parts) or "<top>"
+        if (
+            alternative
+            and e["type"] in _WRONG_TYPE
+            and any(s == path or s.startswith(path + ".") for s in specific)
+        ):
+            continue
         if path in seen:
             continue
         seen.add(path)
-        msg = e["msg"].removeprefix("Value error, ")
+        msg = _message(e, parts)
         got = e.get("input")
         shown = ""
-        if not isinstance(got, dict | list) and got is not None and repr(got) not in msg:
+        if (
+            e["type"] != "extra_forbidden"
+            and got is not None
+            and not isinstance(got, dict | list)
+            and repr(got) not in msg
+        ):
             shown = f" (got {got!r})"
         lines.append(f"  {path}: {msg}{shown}")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -30,8 +30,10 @@ from pslab.scenario import Scenario
 from pslab.shards import shard_ranges
 from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
 from sim.costs import Costs
-from sim.numerics import Numerics
 from sim.platform import LocalPlatform, NominalPlatform
+
+if TYPE_CHECKING:
+    from sim.numerics import Numerics
 
 SMALL_MESSAGE = 64  # bytes of a control message (a loss report)
 
@@ -106,6 +108,14 @@ class SimResult:
     metrics: dict[str, Any]
     trace: Trace
     params: np.ndarray | None = None  # numerics runs: the workers' average final parameters
+
+
+def _numerics(plan: Plan, shards: list[tuple[int, int]]) -> Numerics:
+    """Import torch (about 2 s with scikit-learn's digits) only for a scenario with a
+    ``numerics`` section: a timing-only ``pslab sim`` then starts in well under a second."""
+    from sim.numerics import Numerics
+
+    return Numerics(plan, shards)
 
 
 @contextmanager
@@ -185,7 +195,7 @@ class SimExecutor:
         self.cpu_of = {r.name: platform.cpu_of(r) for r in plan.roles}
         self.rngs = {r.name: role_rng(scenario.run.seed, r.name) for r in plan.roles}
         self.numerics = (
-            Numerics(plan, [(s.offset, s.length) for s in self.shards])
+            _numerics(plan, [(s.offset, s.length) for s in self.shards])
             if scenario.numerics is not None
             else None
         )
