@@ -176,6 +176,14 @@ def measure_rpc(nbytes: int, step: Step) -> dict[str, float]:
         _, push_c, push_s = _timed(lambda: big.client.push(arr, next(it)), 60, big, bursts=12)
         step("pull streams", 0.6)
         _, pull_c, pull_s = _timed(lambda: big.client.pull(arr), 60, big, bursts=12)
+        step("idle streams", 0.65)
+
+        def after_idle(op: Callable[[], object]) -> Callable[[], object]:
+            return lambda: (time.sleep(COLD_GAP_S), op())
+
+        push = after_idle(lambda: big.client.push(arr, next(it)))
+        _, cpush_c, cpush_s = _timed(push, 48, big, bursts=12)
+        _, cpull_c, cpull_s = _timed(after_idle(lambda: big.client.pull(arr)), 48, big, bursts=12)
     finally:
         big.close()
     update = measure_update(nbytes)
@@ -183,6 +191,11 @@ def measure_rpc(nbytes: int, step: Step) -> dict[str, float]:
 
     def per_byte(cpu: float) -> float:
         return max(cpu - half, 0.0) / nbytes
+
+    def cold_per_byte(cold: float, hot: float) -> float:
+        """What a stream's end spends per byte beyond its hot cost and a small RPC's cold
+        extra, entered after idling: its buffers' memory has gone cold too."""
+        return max(cold - hot - rpc_cold / 2, 0.0) / nbytes
 
     # The two ends of a stream cost differently: a gRPC server's Python handler threads and
     # generators spend about twice a client's CPU per byte here, so each side is kept apart.
@@ -196,6 +209,15 @@ def measure_rpc(nbytes: int, step: Step) -> dict[str, float]:
         "rpc_cpu_s": rpc_cpu,
         "rpc_cold_cpu_s": rpc_cold,
         "rpc_cold_ramp_s": rpc_ramp,
+        # each end's mean over both directions: a sender's and a receiver's
+        "send_cold_cpu_s_per_byte": (
+            cold_per_byte(cpush_c, push_c) + cold_per_byte(cpull_s, pull_s)
+        )
+        / 2,
+        "recv_cold_cpu_s_per_byte": (
+            cold_per_byte(cpull_c, pull_c) + cold_per_byte(cpush_s, push_s)
+        )
+        / 2,
         "update_s_per_byte": update,
     }
 

@@ -44,7 +44,7 @@ class ProfileError(ScenarioError):
     """A calibration profile that cannot be read: a user's input, reported like a scenario's."""
 
 
-PROFILE_FORMAT = 6  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 7  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 class Profile(BaseModel):
@@ -98,6 +98,12 @@ class Profile(BaseModel):
         0.0, ge=0, description="idle gap over which an op goes from hot to cold (0: never cold)"
     )
     rpc_cold_ramp_s: float = Field(0.0, ge=0, description="that gap for an RPC")
+    send_cold_cpu_s_per_byte: float = Field(
+        0.0, ge=0, description="extra CPU per byte a stream's sender spends entered idle"
+    )
+    recv_cold_cpu_s_per_byte: float = Field(
+        0.0, ge=0, description="extra CPU per byte a stream's receiver spends entered idle"
+    )
     compute_cold_ramp_s: dict[str, float] = Field(
         default_factory=dict, description="that gap for a model's compute, same key"
     )

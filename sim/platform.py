@@ -187,8 +187,10 @@ class LoopbackNetwork(FlowNetwork):
             recv_b = self._server_or(dst, p.server_recv_cpu_s_per_byte, p.recv_cpu_s_per_byte)
             half, cold = p.rpc_cpu_s / 2, p.rpc_cold_cpu_s / 2
             ramp = self.rpc_ramp_s
-            send = self.cold_work(src, "rpc", nbytes * send_b + half, cold, ramp)
-            recv = self.cold_work(dst, "rpc", nbytes * recv_b + half, cold, ramp)
+            send_cold = cold + nbytes * p.send_cold_cpu_s_per_byte
+            recv_cold = cold + nbytes * p.recv_cold_cpu_s_per_byte
+            send = self.cold_work(src, "rpc", nbytes * send_b + half, send_cold, ramp)
+            recv = self.cold_work(dst, "rpc", nbytes * recv_b + half, recv_cold, ramp)
             wait = p.rpc_overhead_s
         return send, recv, wait
 

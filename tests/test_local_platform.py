@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import simpy
 
 from pslab.compare import op_durations
@@ -97,3 +98,17 @@ def test_an_asynchronous_prediction_is_the_mean_over_start_phases(root) -> None:
     assert result.trace.meta["phases"] == 2  # the second phase matched the first: stop
     low, high = result.metrics["iteration_time_s_phases"]
     assert abs(high - low) <= 1e-6 * high
+
+
+def test_a_stream_entered_idle_pays_its_cold_cost_per_byte(root) -> None:
+    # one async worker, one server, 2M parameters (8 MB), a 1 ms ramp: every push and pull
+    # here comes after a longer gap, so its receiver pays the whole cold cost per byte: the
+    # server for a push, the worker for a pull
+    nbytes = 8_000_000
+    one = ("topology.workers_per_node=1", "run.iterations=6", "workload.compute_time=0")
+    cold = _profile(recv_cold_cpu_s_per_byte=1e-9, rpc_cold_ramp_s=1 * MS)
+    ops = _ops("async_ps_emulated.yaml", cold, *one, "workload.io_time=20ms")
+    assert ops["push"] == pytest.approx(nbytes * 1e-9, rel=1e-5)
+    assert ops["pull"] == pytest.approx(nbytes * 1e-9, rel=1e-5)
+    free = _ops("async_ps_emulated.yaml", _profile(rpc_cold_ramp_s=1 * MS), *one)
+    assert free["push"] < 1e-6 and free["pull"] < 1e-6
