@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from grpc_ps.lifeline import pid_alive
 from grpc_ps.shaping import port_commands
 from pslab.scenario import Topology
 
@@ -142,28 +143,9 @@ def require_netns() -> None:
         raise NetnsUnavailable(f"netns emulation needs {' and '.join(missing)} (iproute2); {hint}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def _pids_inside(ns: str) -> list[int]:
     out = _run(["ip", "netns", "pids", ns], check=False).stdout
     return [int(p) for p in out.split()]
-
-
-def _is_zombie(pid: int) -> bool:
-    """A zombie has left its namespace already; only its parent can reap it."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _delete_namespace(ns: str) -> None:
@@ -182,7 +164,7 @@ def _delete_namespace(ns: str) -> None:
         deadline = time.monotonic() + _TERM_GRACE_S
         while pids and time.monotonic() < deadline:
             time.sleep(0.02)
-            pids = [p for p in pids if _pid_alive(p) and not _is_zombie(p)]
+            pids = [p for p in pids if pid_alive(p)]
         if not pids:
             break
     _run(["ip", "netns", "delete", ns], check=False)
@@ -204,7 +186,7 @@ def cleanup_stale(prefix: str = "pslab-") -> list[str]:
             continue
         name = fields[0]
         match = pattern.match(name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             _delete_namespace(name)
             removed.append(name)
     return removed

@@ -78,3 +78,27 @@ def test_repeat_compares_with_the_median_run(tmp_path) -> None:
     chosen, runs = measure_median(scenario, tmp_path, measure, repeat=3)
     assert runs == [0.3, 0.1, 0.2]
     assert json.loads((chosen / "metrics.json").read_text())["iteration_time_s"] == 0.2
+
+
+def test_the_notes_state_the_runs_range_the_load_and_the_cpu() -> None:
+    from pslab_cli.comparing import report_notes
+
+    load = {
+        "cores": 2,
+        "other_cores": 0.4,
+        "other_cores_min": 0.1,
+        "other_cores_max": 0.9,
+        "unsteady": True,
+    }
+    report = {
+        "measured_runs_s": [0.10, 0.12, 0.11],
+        "measured_range_s": [0.10, 0.12],
+        "prediction_in_range": False,
+        "machine_load": load,
+        "cpu_s_per_worker_iteration": {"predicted": 0.002, "measured": 0.003},
+    }
+    notes = "\n".join(report_notes(report))
+    assert "3 measured runs took 0.1-0.12 s" in notes and "outside that range" in notes
+    assert "0.40 of 2 cores" in notes and "0.10-0.90" in notes
+    assert "moved a lot" in notes
+    assert "predicted 2 ms, measured 3 ms" in notes
