@@ -122,14 +122,12 @@ def replay(run: Path, out_dir: Path) -> dict[str, Any]:
     predicted, p_trace = predict(simulated, profile)
     measured, m_trace = _load_run(run / "measured")
     runs = json.loads((run / "compare.json").read_text()).get("measured_runs_s", [])
-    report = _report(simulated, out_dir, predicted, p_trace, measured, m_trace, runs)
     recorded = read_metrics(run / "sim")["iteration_time_s"]
-    report["replay"] = {
+    same = {
         "recorded_iteration_time_s": recorded,
         "identical": recorded == predicted["iteration_time_s"],
     }
-    write_json_atomic(out_dir / "compare.json", report)
-    return report
+    return _report(simulated, out_dir, predicted, p_trace, measured, m_trace, runs, same)
 
 
 def _report(
@@ -140,6 +138,7 @@ def _report(
     measured: dict[str, Any],
     m_trace: Trace,
     runs: list[float],
+    replayed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     run = scenario.run
@@ -166,6 +165,8 @@ def _report(
         report["measured_runs_s"] = runs
         report["measured_range_s"] = [min(runs), max(runs)]
         report["prediction_in_range"] = min(runs) <= p <= max(runs)
+    if replayed is not None:
+        report["replay"] = replayed
     write_json_atomic(out_dir / "compare.json", report)
     middle = (run.warmup + run.iterations - 1) // 2
     plots.timeline(p_trace, m_trace, middle, out_dir / "timeline.png")
