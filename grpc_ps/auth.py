@@ -45,6 +45,8 @@ class Security:
     def __post_init__(self) -> None:
         if self.token is not None and not self.token.strip():
             raise AuthError("the token is empty")
+        if self.token is not None and not self.token.isprintable():
+            raise AuthError("the token holds a newline or a control character: one line only")
         if (self.cert is None) != (self.key is None):
             raise AuthError("--tls-cert and --tls-key go together")
 
@@ -54,6 +56,13 @@ class Security:
             return Path(environ[name]) if environ.get(name) else None
 
         return cls(environ.get(TOKEN_ENV) or None, path(CERT_ENV), path(KEY_ENV), path(CA_ENV))
+
+    def check_files(self) -> None:
+        """Read the certificate, key and CA now: a missing file is an AuthError naming it,
+        before a scenario is loaded or a port bound, not a traceback from grpc later."""
+        for path in (self.cert, self.key, self.ca):
+            if path is not None:
+                _read(path)
 
     @property
     def tls(self) -> bool:
@@ -106,9 +115,22 @@ def _read(path: Path) -> bytes:
 
 
 def read_token(path: Path) -> str:
-    token = _read(path).decode().strip()
+    """The token in ``path``: one line (surrounding blank space ignored), printable ASCII.
+
+    Anything else is refused here, with the file named: a token with a newline or a control
+    character inside is not valid gRPC metadata, so a server would accept it and every
+    client then fail with INTERNAL "Invalid metadata".
+    """
+    try:
+        token = _read(path).decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise AuthError(f"{path}: a token is printable ASCII") from None
     if not token:
         raise AuthError(f"{path} holds no token")
+    if "\n" in token or "\r" in token:
+        raise AuthError(f"{path} holds more than one line: a token file holds one token")
+    if not token.isprintable():
+        raise AuthError(f"{path}: a token is printable ASCII, without control characters")
     return token
 
 
@@ -148,8 +170,8 @@ class TokenCheck(grpc.ServerInterceptor):
     """Every call but the health check must carry ``authorization: Bearer <token>``.
 
     Compared in constant time (and as digests, so not even the length leaks); the token is
-    never logged or echoed. A refused call is answered UNAUTHENTICATED before its request is
-    even parsed.
+    never logged or echoed. A refused call is answered UNAUTHENTICATED from its metadata
+    alone, before its request is received: see :func:`_refusal`.
     """
 
     def __init__(self, token: str) -> None:
@@ -173,17 +195,18 @@ def _refuse(request: object, context: grpc.ServicerContext) -> None:
     context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
 
 
-_HANDLER_KINDS = {
-    (False, False): grpc.unary_unary_rpc_method_handler,
-    (False, True): grpc.unary_stream_rpc_method_handler,
-    (True, False): grpc.stream_unary_rpc_method_handler,
-    (True, True): grpc.stream_stream_rpc_method_handler,
-}
-
-
 def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """A handler of the same kind that refuses; no deserializer, so nothing is parsed."""
-    return _HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)](_refuse)
+    """A handler that refuses at once, without receiving the request.
+
+    It is always a *request-streaming* handler, whatever the method's kind: grpcio receives
+    (and buffers) a unary request whole before it calls a unary handler, so refusing a 60 MB
+    ``PushOne`` that way costs 60 MB, times the calls in flight. A streaming handler is
+    called as soon as the metadata arrives, and the abort cancels the stream unread. The
+    wire does not tell the two kinds apart, so the peer sees a plain UNAUTHENTICATED.
+    """
+    if handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(_refuse)
+    return grpc.stream_unary_rpc_method_handler(_refuse)
 
 
 class _Bearer(

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from grpc_ps.client import PSClient
-from grpc_ps.server import ParameterServerServicer, serve
+from grpc_ps.server import ParameterServerServicer, result_finite, serve
 from pslab import rules
 from pslab.policies import StalenessPolicy
 from pslab.profile import PROFILE_FORMAT, Machine, Profile, ProfileError
@@ -132,13 +132,19 @@ def _timed(
 
 
 def measure_update(nbytes: int) -> float:
-    """Seconds per parameter byte of the server's SGD step (numpy, one core)."""
+    """Seconds per parameter byte of the server's SGD step (numpy, one core), with the
+    check a shard makes first that the step keeps every parameter finite."""
     n = nbytes // 4
     x, g = np.zeros(n, np.float32), np.ones(n, np.float32)
-    rules.server_apply(x, g, 1, "grad", 0.1)
+
+    def step() -> None:
+        assert result_finite(x, [g], 1, "grad", 0.1, 0.0, None)
+        rules.server_apply(x, g, 1, "grad", 0.1)
+
+    step()
     t0 = time.perf_counter()
     for _ in range(5):
-        rules.server_apply(x, g, 1, "grad", 0.1)
+        step()
     return (time.perf_counter() - t0) / 5 / nbytes
 
 

@@ -35,6 +35,28 @@ CHECKPOINT = "checkpoint.npz"
 PUSH, LEAVE = 1, 2
 _HEADER = struct.Struct("<BIqQBQ")  # kind, worker, iteration, computed_on, mode, data bytes
 _CRC = struct.Struct("<I")
+MAX_ID = 2**63 - 2  # push ids: the header's signed int64, and id + 1 still a valid int64
+MAX_WORKER = 2**32 - 1
+
+
+class JournalError(OSError):
+    """A record that could not be made durable: the push it carries must be refused."""
+
+
+def check_record(record: Record) -> None:
+    """Refuse a record whose fields do not fit the header, before anything is written."""
+    if not 0 <= record.worker <= MAX_WORKER:
+        raise ValueError(f"worker {record.worker} is not in 0..{MAX_WORKER}")
+    if not 0 <= record.iteration <= MAX_ID:
+        raise ValueError(f"push id {record.iteration} is not in 0..{MAX_ID}")
+    if not 0 <= record.computed_on < 2**64:
+        raise ValueError(f"computed_on {record.computed_on} is not a uint64")
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    """os.write until all of ``data`` is written (a write may be short)."""
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 @dataclass
@@ -81,6 +103,7 @@ class Journal:
         self.every_versions, self.every_seconds = every_versions, every_seconds
         self.generation = 0
         self._log: BinaryIO | None = None  # the open journal file
+        self._broken = ""  # why appends are refused, once a failed record could not be cut
         self._last_version = 0
         self._last_time = time.monotonic()
         self.checkpoints = 0
@@ -135,7 +158,8 @@ class Journal:
         """Journal into generation ``generation`` from now on; older journals are covered."""
         if self._log is not None:
             self._log.close()
-        self._log = self._journal_path(generation).open("ab")
+        self._log = self._journal_path(generation).open("ab", buffering=0)
+        self._broken = ""
         _fsync_dir(self.directory)
         for old in self.directory.glob("journal-*.log"):
             if old.name != self._journal_path(generation).name:
@@ -143,8 +167,19 @@ class Journal:
         self.generation = generation
 
     def append(self, record: Record) -> None:
-        """Make ``record`` durable: written and fsynced before the caller acknowledges it."""
-        assert self._log is not None, "checkpoint() or load() first"
+        """Make ``record`` durable: written and fsynced before the caller acknowledges it.
+
+        All or nothing: a record that fails to be written or synced (a full disk, an I/O
+        error) is cut off again and :class:`JournalError` raised, so the journal holds
+        exactly the records that were acknowledged and later appends stay readable (replay
+        stops at the first bad record, which would hide every record after a torn one). If
+        even the cut fails, the journal refuses every later append rather than corrupt.
+        """
+        if self._log is None or self._log.closed:
+            raise JournalError("the journal is not open: checkpoint() or load() first")
+        if self._broken:
+            raise JournalError(f"{self._log.name} is unusable since: {self._broken}")
+        check_record(record)
         start = time.perf_counter()
         header = _HEADER.pack(
             record.kind,
@@ -155,13 +190,25 @@ class Journal:
             len(record.data),
         )
         crc = zlib.crc32(record.data, zlib.crc32(header))
-        f = self._log
-        f.write(header)
-        f.write(record.data)
-        f.write(_CRC.pack(crc))
-        f.flush()
-        os.fsync(f.fileno())
-        self.journal_seconds += time.perf_counter() - start
+        fd = self._log.fileno()
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            for part in (header, record.data, _CRC.pack(crc)):
+                _write_all(fd, memoryview(part).cast("B"))
+            os.fsync(fd)
+        except OSError as e:
+            self._cut(fd, end, e)
+            raise JournalError(f"journal write failed ({e.strerror or e}); nothing recorded") from e
+        finally:
+            self.journal_seconds += time.perf_counter() - start
+
+    def _cut(self, fd: int, end: int, error: OSError) -> None:
+        """Drop a partly written record; on failure, mark the journal unusable."""
+        try:
+            os.ftruncate(fd, end)
+            os.fsync(fd)
+        except OSError as e:
+            self._broken = f"a failed write ({error}) could not be cut off ({e})"
 
     def close(self) -> None:
         if self._log is not None:

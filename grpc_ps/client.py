@@ -104,7 +104,9 @@ def send_tensor(
 ) -> Any:
     """Send ``flat`` to a chunk-streaming ``method``, or to its unary twin ``{method}One``
     when it fits one chunk: grpcio would start a thread to feed the stream, and for a small
-    tensor that thread costs more than the send (see the proto)."""
+    tensor that thread costs more than the send (see the proto). Chunks are at most
+    :data:`tensors.MAX_CHUNK_BYTES`, whatever is asked: servers refuse larger messages."""
+    chunk_bytes = min(chunk_bytes, tensors.MAX_CHUNK_BYTES)
     chunks = tensors.push_chunks(flat, chunk_bytes, **header)
     if flat.nbytes <= chunk_bytes:
         call, request = getattr(service, f"{method}One"), next(chunks)

@@ -24,13 +24,15 @@ acknowledged, and a restarted server resumes exactly where the dead one acknowle
 
 from __future__ import annotations
 
+import copy
+import errno
 import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import NoReturn
 
 import grpc
@@ -41,7 +43,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from grpc_ps import tensors
 from grpc_ps.auth import Security, check_bind
-from grpc_ps.checkpoint import LEAVE, PUSH, Journal, Record, State
+from grpc_ps.checkpoint import LEAVE, MAX_ID, PUSH, Journal, JournalError, Record, State
 from grpc_ps.pb import ps_pb2 as pb
 from grpc_ps.pb import ps_pb2_grpc as pb_grpc
 from pslab import rules
@@ -49,6 +51,10 @@ from pslab.policies import Apply, LeaderBoard, PolicyError, StalenessPolicy
 
 DTYPE = np.dtype(np.float32)
 MAX_MESSAGE_BYTES = 64 << 20
+# The largest message a server receives: one chunk (a stream's message, or a *One twin's
+# whole request) and its header. A larger one is refused by gRPC before it is buffered, so
+# what a peer, authenticated or not, can make the server hold is bounded per call.
+MAX_RECEIVE_BYTES = tensors.MAX_CHUNK_BYTES + tensors.HEADER_ROOM
 WINDOW_BYTES = 2 << 20
 
 
@@ -78,6 +84,10 @@ def grpc_options(
 _POLL_S = 0.1  # how often a blocked RPC checks that its caller is still there
 _BLOCK = 1 << 18  # elements per update block: temporaries stay in cache, never model-sized
 _MODES = {pb.PUSH_MODE_GRAD: "grad", pb.PUSH_MODE_DELTA: "delta"}
+
+
+class NonFiniteResult(ValueError):
+    """An update of finite pushes that would leave a parameter NaN or Inf (an overflow)."""
 
 
 def finite(arr: np.ndarray) -> bool:
@@ -172,6 +182,88 @@ def _update(
         rules.server_update(dst, total[a:b], count, mode, lr, momentum, block_velocity)
         if tmp is not None:
             out[a:b] = dst
+
+
+_SAFE = float(np.finfo(DTYPE).max) / 4  # below this, a bound's rounding cannot reach inf
+
+
+def _magnitude(a: np.ndarray) -> float:
+    """The largest |element|: two reductions, no temporary."""
+    return max(float(a.max()), -float(a.min())) if len(a) else 0.0
+
+
+def _surely_finite(
+    x: np.ndarray | None,
+    parts: Sequence[np.ndarray],
+    count: int,
+    mode: str,
+    lr: float,
+    momentum: float,
+    velocity: np.ndarray | None,
+) -> bool:
+    """True when bounds on the magnitudes already prove the update finite (the usual case,
+    at a quarter of the exact check's cost); False means: check exactly."""
+    total = sum(_magnitude(p) for p in parts)
+    if total >= _SAFE:
+        return False
+    if x is None:
+        return True
+    if mode == "delta":
+        return _magnitude(x) + total < _SAFE
+    step = total / count
+    if velocity is not None:
+        step = abs(momentum) * _magnitude(velocity) + step
+    return step < _SAFE and _magnitude(x) + abs(lr) * step < _SAFE
+
+
+def result_finite(
+    x: np.ndarray | None,
+    parts: Sequence[np.ndarray],
+    count: int,
+    mode: str,
+    lr: float,
+    momentum: float,
+    velocity: np.ndarray | None,
+) -> bool:
+    """Would the update of ``x`` by ``parts`` (summed) be finite? Nothing is written.
+
+    The same block-wise operations as :func:`_update` and the round sum, on block-sized
+    copies, so the answer is the one the real update will give, bit for bit, and the check
+    costs no model-sized memory. ``x`` None: only the sum is checked (a BSP round that
+    stays open must not hold an overflowed sum either).
+    """
+    if _surely_finite(x, parts, count, mode, lr, momentum, velocity):
+        return True
+    n = len(parts[0])
+    size = min(_BLOCK, n)
+    total, params = np.empty(size, DTYPE), np.empty(size, DTYPE)
+    vel = None if velocity is None else np.empty(size, DTYPE)
+    flags = np.empty(size, bool)
+
+    def ok(block: np.ndarray) -> bool:  # in cache, isfinite beats finite()'s float64 sum 4x
+        return bool(np.isfinite(block, out=flags[: len(block)]).all())
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        for a in range(0, n, _BLOCK):
+            b = min(a + _BLOCK, n)
+            t = total[: b - a]
+            np.copyto(t, parts[0][a:b])
+            for part in parts[1:]:
+                t += part[a:b]
+            if x is None:
+                if not ok(t):
+                    return False
+                continue
+            p = params[: b - a]
+            np.copyto(p, x[a:b])
+            v = None
+            if vel is not None and velocity is not None:
+                v = vel[: b - a]
+                np.copyto(v, velocity[a:b])
+            rules.server_update(p, t, count, mode, lr, momentum, v)
+            if not ok(p) or (v is not None and not ok(v)):
+                return False
+    return True
 
 
 class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
@@ -418,9 +510,14 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
     def Init(self, request_iterator: Iterator[tensors.Chunk], context: grpc.ServicerContext):
         first, rest = self._open(request_iterator, context)
         buf = self._receive(first, rest, context)
+        ok = buf is None or finite(buf)
         with self._cond:
             if buf is None:
                 return pb.PushReply(version=self.policy.version)
+            if not ok:  # a model must start finite, like every update it then gets
+                self._non_finite += 1
+                self._release(buf)
+                self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "NaN or Inf in the model")
             taken = self._params is None
             if taken:
                 self._params = buf
@@ -436,6 +533,12 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
         mode = _MODES.get(first.mode)
         if mode is None:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"push mode {first.mode}")
+        if first.iteration > MAX_ID:  # before anything is taken: a buffer, a journal record
+            self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"push id {first.iteration} is above the largest allowed, {MAX_ID}",
+            )
         with self._cond:
             ready = self._params is not None
         if not ready:
@@ -459,6 +562,13 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
             except PolicyError as e:
                 self._release(buf)
                 self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            except NonFiniteResult as e:
+                self._non_finite += 1
+                self._release(buf)
+                self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            except JournalError as e:
+                self._release(buf)
+                self._abort(context, _journal_status(e), f"push not applied: {e}")
             return pb.PushReply(version=self.policy.version, applied=done is not None)
 
     def _accept(
@@ -472,15 +582,25 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
     ) -> Apply | None:
         """Policy, journal, update: the one path of a push, live or replayed (holds _cond).
 
-        Takes ``buf`` unless the policy refuses the push (PolicyError, nothing changed).
+        All or nothing: everything that can refuse the push runs before anything changes,
+        and what it changed is undone if it refuses: the policy (PolicyError), the result of
+        the update it would make (NonFiniteResult), the journal write (JournalError). Then
+        it takes ``buf``; after a refusal the caller still owns it.
         """
         mode = _MODES[mode_code]
         if self._round_mode and mode != self._round_mode:
             raise PolicyError(f"a {mode} push in a round of {self._round_mode} pushes")
+        saved = copy.deepcopy(self.policy)  # a few lists of n_workers: cheap
         done = self.policy.on_push(worker, computed_on)
-        if record and self.journal is not None:
-            data = memoryview(buf).cast("B")
-            self.journal.append(Record(PUSH, worker, iteration, computed_on, mode_code, data))
+        try:
+            if record:  # a replayed push was checked when it was accepted
+                self._check_result(buf, mode, done)
+            if record and self.journal is not None:
+                data = memoryview(buf).cast("B")
+                self.journal.append(Record(PUSH, worker, iteration, computed_on, mode_code, data))
+        except BaseException:
+            vars(self.policy).update(vars(saved))
+            raise
         self._last_iteration[worker] = iteration
         self._received += 1
         if not self.policy.aggregate:
@@ -496,8 +616,20 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
         if self.policy.aggregate and done is not None:
             self._close_round(done)
         if record and done is not None and self.journal and self.journal.due(done.version):
-            self._checkpoint()
+            # a failed checkpoint loses nothing: the push is applied and in the journal, and
+            # the next due checkpoint tries again
+            with suppress(OSError):
+                self._checkpoint()
         return done
+
+    def _check_result(self, buf: np.ndarray, mode: str, done: Apply | None) -> None:
+        """Raise NonFiniteResult if accepting ``buf`` would leave a non-finite value."""
+        parts = [buf] if self._round_sum is None else [self._round_sum, buf]
+        count = 1 if self._round_sum is None else self._round_count + 1
+        x = self._params if done is not None else None
+        if not result_finite(x, parts, count, mode, self.lr, self.momentum, self._velocity):
+            what = "the round's sum" if x is None else "the parameters"
+            raise NonFiniteResult(f"the push would make {what} NaN or Inf (an overflow)")
 
     def _close_round(self, done: Apply) -> None:
         total, count, mode = self._round_sum, self._round_count, self._round_mode
@@ -546,7 +678,10 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Books):
                 context, grpc.StatusCode.FAILED_PRECONDITION, f"unknown worker {request.worker}"
             )
         with self._cond:
-            self._leave(request.worker)
+            try:
+                self._leave(request.worker)
+            except JournalError as e:
+                self._abort(context, _journal_status(e), f"leave not recorded: {e}")
             return pb.LeaveReply(version=self.policy.version)
 
     def _leave(self, worker: int, record: bool = True) -> None:
@@ -643,6 +778,13 @@ class LeaderRegistryServicer(pb_grpc.LeaderRegistryServicer, Books):
         yield from tensors.pull_chunks(arr, tensors.clamp_chunk_bytes(request.chunk_bytes), round_)
 
 
+def _journal_status(e: JournalError) -> grpc.StatusCode:
+    """A full disk is RESOURCE_EXHAUSTED (it may pass); any other I/O failure INTERNAL."""
+    cause = e.__cause__
+    full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+    return grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.INTERNAL
+
+
 _KINDS = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,
@@ -733,6 +875,7 @@ def serve(
     options: Sequence[tuple[str, int | str]] = (),
     security: Security | None = None,
     insecure: bool = False,
+    max_receive_bytes: int = MAX_RECEIVE_BYTES,
 ) -> tuple[grpc.Server, int]:
     """Start a server for these servicers (any of the three services); return it and its port.
 
@@ -740,6 +883,12 @@ def serve(
     thread, so the pool defaults to two per worker plus slack. Channel arguments come from
     :func:`grpc_options` (``options`` override them). The standard health service reports
     SERVING for the server and each service.
+
+    A received message is at most ``max_receive_bytes`` (one chunk and its header, see
+    :data:`MAX_RECEIVE_BYTES`): gRPC answers a larger one RESOURCE_EXHAUSTED from its length
+    prefix, before buffering it. With the token checked from the metadata before any message
+    is read (:class:`grpc_ps.auth.TokenCheck`), a peer without the token can make the server
+    hold no request at all.
 
     ``security`` (default: from the environment, see :mod:`grpc_ps.auth`) sets the token
     every call must carry and TLS; a host other than loopback needs both, or ``insecure``.
@@ -749,7 +898,9 @@ def serve(
     n_workers = max((getattr(s, "n_workers", 1) for s in servicers), default=1)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads or n_workers * 2 + 8),
-        options=grpc_options(max_message_bytes, options),
+        options=grpc_options(
+            max_message_bytes, [("grpc.max_receive_message_length", max_receive_bytes), *options]
+        ),
         interceptors=security.server_interceptors(),
     )
     status = health.HealthServicer()

@@ -20,6 +20,9 @@ from grpc_ps.pb import ps_pb2 as pb
 DEFAULT_CHUNK_BYTES = 1 << 20
 MIN_CHUNK_BYTES = 4 << 10
 MAX_CHUNK_BYTES = 16 << 20
+# What a chunk message may hold besides its data: the header's varints and its key string.
+# Servers refuse any message above MAX_CHUNK_BYTES + HEADER_ROOM before buffering it.
+HEADER_ROOM = 64 << 10
 
 # Wire dtypes are little-endian; on little-endian hosts these equal the native dtypes.
 _DTYPES: dict[int, np.dtype] = {
@@ -186,9 +189,11 @@ def _chunks(
     """Encoded chunks of ``flat``; the first carries ``first``'s header fields.
 
     An empty array still yields one (empty) chunk, so the receiver always sees the header.
+    Chunks never exceed :data:`MAX_CHUNK_BYTES` of data, whatever is asked: a server refuses
+    larger messages (see :func:`grpc_ps.server.serve`).
     """
     meta, sent = first, False
-    for offset, data in slices(flat, chunk_bytes):
+    for offset, data in slices(flat, min(chunk_bytes, MAX_CHUNK_BYTES)):
         meta.offset = offset
         yield encode(meta, data)
         meta, sent = type(first)(), True

@@ -56,6 +56,11 @@ def add_parsers(
     p = sub.add_parser("certs", help="write a CA and per-host certificates for mutual TLS")
     p.add_argument("dir", type=Path, help="where to write ca.pem and HOST.pem/HOST.key")
     p.add_argument("--hosts", required=True, help="comma-separated host names or addresses")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="make a new CA even if DIR holds one (by default it signs the new hosts)",
+    )
     p.set_defaults(fn=cmd_certs)
 
 
@@ -78,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = auth.read_token(args.token_file) if args.token_file else None
         token = token or os.environ.get(auth.TOKEN_ENV) or None
         security = auth.Security(token, args.tls_cert, args.tls_key, args.tls_ca)
+        security.check_files()
     except (ValueError, auth.AuthError) as e:
         raise UsageError(str(e)) from None
     if args.insecure and not auth.is_loopback(host) and not (tls and token_given):
@@ -126,11 +132,18 @@ def _servicer(args: argparse.Namespace, scenario: Scenario) -> tuple[Servicer, s
 def _serve_until_stopped(
     servicer: Servicer, name: str, host: str, port: int, security: Security, insecure: bool
 ) -> int:
+    from grpc_ps.auth import AuthError
     from grpc_ps.server import ParameterServerServicer, serve
+    from pslab_cli.main import UsageError
 
     signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # delivered to sigwait below
-    server, bound = serve(servicer, host=host, port=port, security=security, insecure=insecure)
+    # blocked before gRPC starts its threads, which inherit the mask: delivered to sigwait
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:  # the files were read before, but may have changed; the port may be taken
+        server, bound = serve(servicer, host=host, port=port, security=security, insecure=insecure)
+    except (AuthError, RuntimeError) as e:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        raise UsageError(str(e)) from None
     print(f"serving {name} on {host}:{bound}", flush=True)
     signal.sigwait(signals)
     server.stop(1.0).wait()
@@ -145,7 +158,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
     hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
     try:
-        written = write_certs(args.dir, hosts)
+        written = write_certs(args.dir, hosts, force=args.force)
     except (ValueError, OSError) as e:
         raise UsageError(f"pslab certs: {e}") from None
     for path in written:

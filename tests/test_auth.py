@@ -9,9 +9,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from grpc_ps.auth import AuthError, Security, check_bind
+from grpc_ps.auth import AuthError, Security, check_bind, read_token
 from grpc_ps.certs import write_certs
 from grpc_ps.client import PSClient
 from grpc_ps.server import ParameterServerServicer, run_server
@@ -125,3 +126,45 @@ def test_pslab_certs_writes_a_ca_and_a_pair_per_host(tmp_path: Path) -> None:
         ["ca.pem", "ca.key", "nodeA.pem", "nodeA.key", "10.0.0.2.pem", "10.0.0.2.key"]
     )
     assert (tmp_path / "nodeA.key").stat().st_mode & 0o077 == 0  # private keys: owner only
+
+
+def test_pslab_serve_names_a_missing_certificate_file(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "no-such.pem"
+    args = ["serve", "no-such.yaml", "--role", "ps", "--tls-cert", str(missing)]
+    assert main([*args, "--tls-key", str(tmp_path / "no-such.key")]) == 2
+    message = capsys.readouterr().err
+    assert "cannot read" in message and "no-such.pem" in message
+    assert "Traceback" not in message
+
+
+def test_a_token_file_of_more_than_one_line_is_refused(tmp_path: Path, capsys) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token\nsecond-token\n")
+    with pytest.raises(AuthError, match="more than one line"):
+        read_token(token_file)
+    args = ["serve", "no-such.yaml", "--role", "ps", "--token-file", str(token_file)]
+    assert main(args) == 2
+    assert "more than one line" in capsys.readouterr().err
+    token_file.write_text("  one-token \n")  # surrounding blank space is no second line
+    assert read_token(token_file) == "one-token"
+    with pytest.raises(AuthError, match="newline"):
+        Security(token="a\nb")  # from PSLAB_TOKEN, say
+
+
+def test_pslab_certs_keeps_an_existing_ca_unless_forced(tmp_path: Path) -> None:
+    assert main(["certs", str(tmp_path), "--hosts", "nodeA"]) == 0
+    ca = (tmp_path / "ca.pem").read_bytes(), (tmp_path / "ca.key").read_bytes()
+    assert main(["certs", str(tmp_path), "--hosts", "nodeB"]) == 0
+    assert ((tmp_path / "ca.pem").read_bytes(), (tmp_path / "ca.key").read_bytes()) == ca
+    authority = x509.load_pem_x509_certificate(ca[0])
+    node_b = x509.load_pem_x509_certificate((tmp_path / "nodeB.pem").read_bytes())
+    node_b.verify_directly_issued_by(authority)  # the kept CA signed the new host
+    assert main(["certs", str(tmp_path), "--hosts", "nodeB", "--force"]) == 0
+    assert (tmp_path / "ca.pem").read_bytes() != ca[0]
+
+
+@pytest.mark.parametrize("hosts", ["ca,node1", "CA", "a b", "../x", "-bad", "x..y", "n/de"])
+def test_pslab_certs_refuses_what_is_not_a_host_name(tmp_path: Path, hosts: str, capsys) -> None:
+    assert main(["certs", str(tmp_path / "d"), f"--hosts={hosts}"]) == 2
+    assert "pslab certs" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before anything was written

@@ -1,10 +1,11 @@
 """Fuzz every RPC of every servicer over real gRPC on loopback.
 
 Random and malformed messages and streams (protobuf messages with arbitrary fields, raw
-bytes, near-valid pushes with NaN/Inf, streams cut off mid-way) go through a generic channel,
-so nothing client-side filters them. Three properties hold for every input: the answer is OK
-or a client-error status (never INTERNAL or UNKNOWN, which would be a crash in a handler),
-the server keeps serving, and state is bitwise unchanged by anything rejected.
+bytes, near-valid pushes with NaN/Inf, huge finite values or push ids at the edge of their
+range, streams cut off mid-way) go through a generic channel, so nothing client-side filters
+them. Four properties hold for every input: the answer is OK or a client-error status
+(never INTERNAL or UNKNOWN, which would be a crash in a handler), the server keeps serving,
+state is bitwise unchanged by anything rejected, and both workers can still register.
 """
 
 from __future__ import annotations
@@ -64,14 +65,21 @@ def messages(cls: type) -> st.SearchStrategy[bytes]:
     return st.one_of(built, st.binary(max_size=80))
 
 
+# push ids at and past the edge of their range (the journal's signed int64, id + 1 in Register)
+EDGE_IDS = [2**63 - 2, 2**63 - 1, 2**63, 2**64 - 1]
+HUGE = [3e38, -3e38, 3.4028235e38]  # finite, but two of them overflow float32
+
+
 @st.composite
 def near_valid_push(draw: st.DrawFn) -> list[bytes]:
-    """A push that gets far into the handlers: right shape, maybe NaN/Inf, maybe a bad field."""
-    x = draw(arrays(np.float32, N, elements=st.floats(width=32)))
+    """A push that gets far into the handlers: right shape, maybe NaN/Inf or huge finite
+    values, maybe a bad field or a push id at the edge of its range."""
+    elements = st.one_of(st.floats(width=32), st.sampled_from(HUGE))
+    x = draw(arrays(np.float32, N, elements=elements))
     header = {
         "worker": draw(st.integers(0, 2)),
         "shard_id": 0,
-        "iteration": draw(st.integers(0, 5)),
+        "iteration": draw(st.one_of(st.integers(0, 5), st.sampled_from(EDGE_IDS))),
         "computed_on": draw(st.integers(0, 3)),
         "mode": draw(st.integers(0, 2)),
         "key": draw(st.sampled_from(["global", "all"])),
@@ -175,3 +183,12 @@ def test_fuzz_every_rpc(server, call) -> None:
         "/pslab.v1.ParameterServer/Stats", response_deserializer=pb.StatsReply.FromString
     )
     assert stats(pb.StatsRequest().SerializeToString(), timeout=TIMEOUT).version >= 0
+    register = channel.unary_unary("/pslab.v1.ParameterServer/Register")
+    for worker in (0, 1):  # no push id may leave a worker unable to register
+        request = pb.RegisterRequest(
+            worker=worker, world=2, total_elements=N, dtype=pb.DTYPE_FLOAT32
+        )
+        try:
+            register(request.SerializeToString(), timeout=TIMEOUT)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e  # only: it has left
