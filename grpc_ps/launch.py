@@ -398,7 +398,9 @@ class Launcher:
             "wall_time_s": wall,
             "source": "emu",
             "lost_workers": self.lost,
-            "machine_load": self._load(trace),
+            "machine_load": (load := self._load(trace)),
+            # every role's CPU from the workers' first op to their last, as simulated
+            "cpu_time_s": load["own_cores"] * load["seconds"] if load else None,
         }
         params = self._final_params()
         extra.update(self._evaluate(params))

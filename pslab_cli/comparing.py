@@ -153,13 +153,13 @@ def _report(
     load = measured.get("machine_load")
     if load:
         report["machine_load"] = load
-        if "cpu_time_s" in predicted and load.get("seconds"):
-            # where an error comes from: the CPU the model charged, or how it overlapped
-            per = scenario.topology.n_workers * run.iterations
-            report["cpu_s_per_worker_iteration"] = {
-                "predicted": predicted["cpu_time_s"] / per,
-                "measured": load["own_cores"] * load["seconds"] / per,
-            }
+    if predicted.get("cpu_time_s") and measured.get("cpu_time_s"):
+        # where an error comes from: the CPU the model charged, or how it overlapped
+        per = scenario.topology.n_workers * run.iterations
+        report["cpu_s_per_worker_iteration"] = {
+            "predicted": predicted["cpu_time_s"] / per,
+            "measured": measured["cpu_time_s"] / per,
+        }
     if len(runs) > 1:
         p = float(predicted["iteration_time_s"])
         report["measured_runs_s"] = runs
