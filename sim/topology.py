@@ -31,9 +31,16 @@ from typing import Any
 import networkx as nx
 
 from pslab import units
-from pslab.scenario import ExplicitGraph, Link, Topology
+from pslab.scenario import ExplicitGraph, Link, ScenarioError, Topology
 
 Route = tuple[tuple[str, str], ...]
+
+
+class TopologyError(ScenarioError, ValueError):
+    """A topology the scenario asks for that cannot be built (an odd fat-tree k, a link to
+    an undeclared node, a disconnected graph): the user's input, so the CLI reports it with
+    exit status 2 like any scenario error, not as a traceback."""
+
 
 _KINDS = ("host", "gpu", "switch", "nic")
 
@@ -66,7 +73,7 @@ class Cluster:
             return cached
         for v in key:
             if v not in self.graph:
-                raise ValueError(f"no vertex {v!r} in the topology")
+                raise TopologyError(f"no vertex {v!r} in the topology")
         # Both directions use one path, found from the smaller name, so a
         # route never depends on which direction was asked for first.
         a, b = sorted(key)
@@ -108,7 +115,7 @@ def _shortest_path(g: nx.Graph, src: str, dst: str, seed: int) -> list[str]:
                 elif u in found:
                     mine[u].append(v)
         if not found:
-            raise ValueError(f"no path from {src!r} to {dst!r} in the topology")
+            raise TopologyError(f"no path from {src!r} to {dst!r} in the topology")
         frontiers = (list(found), frontiers[1]) if side == 0 else (frontiers[0], list(found))
         meet = [u for u in found if u in other]
     middle = meet[seed % len(meet)]
@@ -151,7 +158,7 @@ def build_cluster(topo: Topology, base_dir: Path | None = None) -> Cluster:
         attached = [(h, topo.inter_link) for h in node_hosts] + [(s, server_link) for s in servers]
         capacity = len(edges) * (topo.fat_tree_k // 2)
         if len(attached) > capacity:
-            raise ValueError(
+            raise TopologyError(
                 f"a fat tree with k={topo.fat_tree_k} holds {capacity} hosts (k³/4), "
                 f"but {topo.nodes} nodes + {topo.servers} servers need {len(attached)}; "
                 "raise topology.fat_tree_k"
@@ -193,7 +200,7 @@ def _fat_tree_switches(g: nx.Graph, k: int, link: Link) -> list[str]:
     ``a·k/2 … (a+1)·k/2 − 1``. Each edge switch has k/2 host ports.
     """
     if k % 2:
-        raise ValueError(f"topology.fat_tree_k must be even, got {k}")
+        raise TopologyError(f"topology.fat_tree_k must be even, got {k}")
     half = k // 2
     cores = [f"core{c}" for c in range(half * half)]
     for c in cores:
@@ -241,13 +248,13 @@ def _explicit(topo: Topology, spec: ExplicitGraph, base_dir: Path) -> Cluster:
     for link in spec.links:
         for end in (link.a, link.b):
             if end not in g:
-                raise ValueError(f"graph link {link.a}-{link.b}: node {end!r} is not declared")
+                raise TopologyError(f"graph link {link.a}-{link.b}: node {end!r} is not declared")
         _add_link(g, link.a, link.b, Link(bandwidth=link.bandwidth, latency=link.latency))
     all_hosts = [v for v, d in g.nodes(data=True) if d["kind"] == "host"]
     servers = [h for h in all_hosts if g.nodes[h]["server"]]
     node_hosts = [h for h in all_hosts if not g.nodes[h]["server"]]
     if not node_hosts:
-        raise ValueError("graph topology has no worker host (a kind: host node without server)")
+        raise TopologyError("graph topology has no worker host (a kind: host node without server)")
     hosts: dict[str, int] = {}
     for h in all_hosts:
         default = topo.server_cores if g.nodes[h]["server"] else topo.cores_per_node
@@ -286,11 +293,11 @@ def _load_graphml(g: nx.Graph, path: Path) -> None:
     try:
         raw = nx.read_graphml(path)
     except (OSError, nx.NetworkXError) as err:
-        raise ValueError(f"cannot read GraphML {path}: {err}") from None
+        raise TopologyError(f"cannot read GraphML {path}: {err}") from None
     for v, d in raw.nodes(data=True):
         kind = str(d.get("kind", "host"))
         if kind not in _KINDS:
-            raise ValueError(f"{path}: node {v!r} has kind {kind!r}, expected one of {_KINDS}")
+            raise TopologyError(f"{path}: node {v!r} has kind {kind!r}, expected one of {_KINDS}")
         cores = d.get("cores")
         g.add_node(
             str(v),
@@ -300,7 +307,7 @@ def _load_graphml(g: nx.Graph, path: Path) -> None:
         )
     for a, b, d in raw.edges(data=True):
         if "bandwidth" not in d:
-            raise ValueError(f"{path}: edge {a}-{b} has no bandwidth")
+            raise TopologyError(f"{path}: edge {a}-{b} has no bandwidth")
         link = Link(
             bandwidth=units.parse_bandwidth(d["bandwidth"]),
             latency=units.parse_time(d.get("latency", 0.0)),

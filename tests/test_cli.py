@@ -75,3 +75,16 @@ def test_a_bad_calibration_profile_exits_2_naming_its_fields(tmp_path, capsys) -
     err = capsys.readouterr().err
     assert f"{profile}: invalid calibration profile" in err
     assert "bogus" in err and "measured_at" in err and "Traceback" not in err
+
+
+def test_a_topology_that_cannot_be_built_exits_2_without_traceback(tmp_path) -> None:
+    bad = tmp_path / "odd.yaml"
+    bad.write_text("name: odd\ntopology: {preset: fat_tree, fat_tree_k: 3, nodes: 4}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pslab_cli.main", "sim", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "fat_tree_k must be even" in done.stderr and "Traceback" not in done.stderr
