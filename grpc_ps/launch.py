@@ -455,7 +455,6 @@ def launch(
     :class:`~grpc_ps.lifeline.Interrupted` propagates), the roles are stopped and what they
     measured is still written to ``out_dir``, with ``incomplete: true`` in metrics.json.
     """
-    check_emulable(scenario, force)  # before the run directory exists
     cleanup_stale_runs()  # run directories a SIGKILLed launcher left behind
     run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX))
     claim_run_dir(run_dir)

@@ -74,11 +74,6 @@ def check(scenario: Scenario) -> None:
         raise ScenarioError(f"emulation.network: netns: {err} ({LOOPBACK_HINT})") from None
 
 
-def host_of(plan: Plan, name: str) -> str:
-    """The topology host (``n{i}``, ``ps{k}``) role or service ``name`` runs on."""
-    return plan.host_of(name)
-
-
 class NetnsNetwork:
     """The run's namespaces, seen from the launcher: start roles, name addresses, count bytes."""
 
@@ -101,11 +96,11 @@ class NetnsNetwork:
         self.topo.close()
 
     def address(self, name: str) -> str:
-        return self.topo.address(host_of(self.plan, name))
+        return self.topo.address(self.plan.host_of(name))
 
     def env(self, name: str) -> dict[str, str]:
         """What a role's process needs in its environment inside the namespace."""
-        host = host_of(self.plan, name)
+        host = self.plan.host_of(name)
         return {
             BIND_ENV: self.topo.address(host),
             HOST_ENV: host,
@@ -115,7 +110,7 @@ class NetnsNetwork:
 
     def popen(self, name: str, argv: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
         """Start role ``name``'s process inside its host's namespace (Popen keywords apply)."""
-        return self.topo.popen(host_of(self.plan, name), argv, **kw)
+        return self.topo.popen(self.plan.host_of(name), argv, **kw)
 
     def endpoints(self, ports: dict[str, int]) -> Endpoints:
         """Where every service listens, by namespace address; dist stores at rank 0's host."""
@@ -147,7 +142,7 @@ class NetnsNetwork:
         """Tell the servers worker ``rank`` is gone, from inside a server host's namespace
         (the launcher's own namespace cannot reach the run's addresses). ``env``: what to add
         to the helper's environment (the run's token: never on its command line)."""
-        host = host_of(self.plan, "ps-0")
+        host = self.plan.host_of("ps-0")
         argv = [sys.executable, "-m", "grpc_ps.netns_launch", "leave", str(rank)]
         argv += [str(n_workers), str(params), *endpoints.servers]
         proc = self.topo.popen(
@@ -248,11 +243,11 @@ class Latencies:
     def __init__(self, plan: Plan, me: str) -> None:
         self.plan = plan
         self.topo = NetnsTopology(hosts_from_topology(plan.scenario.topology))  # never opened
-        self.me = host_of(plan, me)
+        self.me = plan.host_of(me)
 
     def to(self, name: str) -> float:
         """One message between this role and role or service ``name`` (either way)."""
-        return self.topo.path_latency(self.me, host_of(self.plan, name))
+        return self.topo.path_latency(self.me, self.plan.host_of(name))
 
     def servers(self) -> float:
         """A push to, or pull from, every shard at once: the slowest shard's path."""
@@ -264,7 +259,7 @@ class Latencies:
         n = len(group)
         if n < 2:
             return 0.0
-        hosts = [host_of(self.plan, g) for g in group]
+        hosts = [self.plan.host_of(g) for g in group]
         hop = max(self.topo.path_latency(hosts[j], hosts[(j + 1) % n]) for j in range(n))
         return 2 * (n - 1) * hop
 

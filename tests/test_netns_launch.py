@@ -22,7 +22,7 @@ from conftest import load_experiment, needs_netns
 from grpc_ps import netns, netns_launch
 from grpc_ps.launch import Launcher, LaunchError, launch
 from grpc_ps.lifeline import pid_alive
-from grpc_ps.netns_launch import Latencies, NetnsNetwork, host_of, isolated
+from grpc_ps.netns_launch import Latencies, NetnsNetwork, isolated
 from pslab.algorithms import build_plan
 from pslab.scenario import Scenario, ScenarioError, scenario_from_dict
 from pslab.trace import SpanRecord, Trace
@@ -68,13 +68,13 @@ def _our_namespaces() -> list[str]:
 
 def test_roles_run_where_the_simulator_puts_them() -> None:
     plan = build_plan(_scenario("layered_sgd", nodes=2, workers_per_node=2, servers=0))
-    assert [host_of(plan, w.name) for w in plan.workers] == ["n0", "n0", "n1", "n1"]
-    assert [host_of(plan, c.name) for c in plan.comms] == ["n0", "n1"]
-    assert host_of(plan, "registry") == "n0"  # no server host: the first node
+    assert [plan.host_of(w.name) for w in plan.workers] == ["n0", "n0", "n1", "n1"]
+    assert [plan.host_of(c.name) for c in plan.comms] == ["n0", "n1"]
+    assert plan.host_of("registry") == "n0"  # no server host: the first node
     ps = build_plan(_scenario(servers=2))
-    assert host_of(ps, "ps-1") == "ps1" and host_of(ps, "registry") == "ps0"
+    assert ps.host_of("ps-1") == "ps1" and ps.host_of("registry") == "ps0"
     with pytest.raises(KeyError, match="no role"):
-        host_of(ps, "worker-9")
+        ps.host_of("worker-9")
 
 
 def test_endpoints_name_namespace_addresses() -> None:
