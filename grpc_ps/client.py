@@ -12,6 +12,7 @@ safe because the server applies a ``(worker, iteration)`` only once.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 from google.protobuf import message_factory
+from google.protobuf.message import Message
 
 from grpc_ps import tensors
 from grpc_ps.auth import Security
@@ -113,6 +115,30 @@ def send_tensor(
     else:
         call, request = getattr(service, method), chunks
     return call(request, timeout=timeout, wait_for_ready=True)
+
+
+def receive_tensor(
+    service: SimpleNamespace,
+    method: str,
+    request: Message,
+    out: np.ndarray,
+    chunk_bytes: int,
+    timeout: float | None,
+) -> int | None:
+    """Read a chunk-streaming ``method``'s reply into ``out``, or its unary twin's
+    ``{method}One`` when ``out`` fits one chunk (a stream would cost a thread start, see the
+    proto); return the header's version, or None when there was nothing to send."""
+    step = tensors.clamp_chunk_bytes(chunk_bytes) // out.itemsize * out.itemsize
+    if 0 < out.nbytes <= step:
+        reply = getattr(service, f"{method}One")(request, timeout=timeout, wait_for_ready=True)
+        if not reply.error and reply.total_elements == 0:
+            return None
+        return tensors.receive_pull([reply], out)
+    stream = iter(getattr(service, method)(request, timeout=timeout, wait_for_ready=True))
+    first = next(stream, None)
+    if first is None:
+        return None
+    return tensors.receive_pull(itertools.chain([first], stream), out)
 
 
 class PSClient:
@@ -239,8 +265,13 @@ class PSClient:
             req = pb.PullRequest(
                 worker=self.worker, shard_id=k, iteration=iteration, chunk_bytes=self.chunk_bytes
             )
-            stream = self._stubs[k].Pull(req, timeout=self.timeout, wait_for_ready=True)
-            return tensors.receive_pull(stream, self._slice(out, k))
+            part = self._slice(out, k)
+            version = receive_tensor(
+                self._stubs[k], "Pull", req, part, req.chunk_bytes, self.timeout
+            )
+            if version is None:
+                raise tensors.ChunkError(f"shard {k} sent nothing")
+            return version
 
         versions = self._each(one)
         if any(new < old for new, old in zip(versions, self.versions, strict=True)):

@@ -6,13 +6,11 @@ streams, the same path the parameter-server client uses.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from grpc_ps import tensors
 from grpc_ps.auth import Security
-from grpc_ps.client import send_tensor, stub
+from grpc_ps.client import receive_tensor, send_tensor, stub
 from grpc_ps.pb import ps_pb2 as pb
 from grpc_ps.server import grpc_options
 
@@ -57,12 +55,9 @@ class RegistryClient(_Peer):
     def fetch(self, key: str, min_round: int, wait: bool, out: np.ndarray) -> bool:
         """Read ``key`` into ``out``; False when ``wait`` is off and nothing was published."""
         req = pb.FetchRequest(key=key, min_round=min_round, chunk_bytes=self.chunk_bytes, wait=wait)
-        stream = iter(self.stub.Fetch(req, timeout=self.timeout, wait_for_ready=True))
-        first = next(stream, None)
-        if first is None:
-            return False
-        tensors.receive_pull(itertools.chain([first], stream), out)
-        return True
+        return (
+            receive_tensor(self.stub, "Fetch", req, out, self.chunk_bytes, self.timeout) is not None
+        )
 
 
 class CommClient(_Peer):
@@ -84,5 +79,5 @@ class CommClient(_Peer):
         req = pb.BroadcastRequest(
             worker=worker, iteration=iteration, key=key, chunk_bytes=self.chunk_bytes
         )
-        stream = self.stub.Broadcast(req, timeout=self.timeout, wait_for_ready=True)
-        tensors.receive_pull(stream, out)
+        if receive_tensor(self.stub, "Broadcast", req, out, self.chunk_bytes, self.timeout) is None:
+            raise tensors.ChunkError(f"broadcast of {key!r} at iteration {iteration} sent nothing")

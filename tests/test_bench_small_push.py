@@ -29,6 +29,9 @@ def test_a_short_run_prints_one_json_line_with_both_ways(root: Path) -> None:
     for way in ("stream", "unary"):
         p50, p90 = report[f"push_p50_ms_2w_{way}"], report[f"push_p90_ms_2w_{way}"]
         assert 0 < p50 <= p90
+        assert report[f"pull_p50_ms_2w_{way}"] > 0
         assert report[f"client_cpu_ms_2w_{way}"] > 0
     ratio = report["push_p50_ms_2w_stream"] / report["push_p50_ms_2w_unary"]
     assert report["stream_over_unary_p50_2w"] == pytest.approx(ratio, rel=0.01)
+    ratio = report["pull_p50_ms_2w_stream"] / report["pull_p50_ms_2w_unary"]
+    assert report["stream_over_unary_pull_p50_2w"] == pytest.approx(ratio, rel=0.01)
