@@ -8,13 +8,19 @@ and restarted with its journal (``--checkpoint-every`` versions between checkpoi
 workers retry through the gap.
 
 How lost and duplicated updates are counted, without trusting the server's own books: the
-model is a table of counters. Worker w's push with id (w, i) is a delta of +1 on element
-``w * SLOTS + i % SLOTS`` (and zeros on ``--padding`` more elements, to give pushes a size),
-so the final parameters say how often each slot's pushes were applied. Each worker logs the
-ids it attempted (before sending) and those acknowledged (after the reply). Per slot:
-lost = acknowledged − applied (when positive), duplicated = applied − attempted (when
-positive). The durability cost is the server's time in journal writes and fsyncs per push
-(``journal_ms_per_push``) and per checkpoint.
+model is a table of counters with a slot of its own for every push. Worker w's push with id
+i is a delta of +1 on element ``w * slots + i`` (and zeros on ``--padding`` more elements,
+to give pushes a size), so the final parameters say exactly how often each push was
+applied; ``slots`` covers the most pushes a worker can make in the run (one per
+``--compute-ms``, with margin), and a worker that used them all stops pushing. Each worker
+logs the ids it attempted (before sending) and those acknowledged (after the reply). Then
+per push: lost = acknowledged and never applied; duplicated = applied more than once (each
+extra time counts); applied but never acknowledged (the worker died or gave up before the
+reply) is fine and counted apart; applied and never even attempted is impossible and
+counted too. The server's own count of applied pushes (its Stats, carried through the
+restart by the checkpoint) is checked against the model's. The durability cost is the time
+in journal writes and fsyncs per push (``journal_ms_per_push``) and per checkpoint over the
+whole run: the server killed at a third of the run is asked for its Stats just before.
 
 Server RSS is sampled after a warm-up (``--warmup`` seconds after the server's restart) and
 at the end. The last line printed is one JSON object.
@@ -33,16 +39,23 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from grpc_ps.pb import ps_pb2 as pb
 
-SLOTS = 64
+if TYPE_CHECKING:  # imported late, in the processes that use it, as the roles do
+    from grpc_ps.client import PSClient
 
 
-def size_of(workers: int, padding: int) -> int:
-    return workers * SLOTS + padding
+def slots_of(args: argparse.Namespace) -> int:
+    """Pushes one worker may make: one per compute step for the whole run, plus margin."""
+    return int(1.25 * args.seconds * 1e3 / max(args.compute_ms, 1.0)) + 16
+
+
+def size_of(args: argparse.Namespace) -> int:
+    return args.workers * slots_of(args) + args.padding
 
 
 # -- the roles (each its own process) -------------------------------------------------------
@@ -53,7 +66,7 @@ def run_server(args: argparse.Namespace) -> None:
     from grpc_ps.server import ParameterServerServicer, serve
     from pslab.policies import StalenessPolicy
 
-    n = size_of(args.workers, args.padding)
+    n = size_of(args)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     servicer = ParameterServerServicer(
         0,
@@ -75,17 +88,18 @@ def run_worker(args: argparse.Namespace) -> None:
     """Pull, 'compute', push a counter delta; log attempts and acks (flushed: we get killed)."""
     from grpc_ps.client import PSClient
 
-    n = size_of(args.workers, args.padding)
+    n = size_of(args)
     w = args.worker
     log = open(Path(args.dir) / f"worker-{w}-{os.getpid()}.log", "w", buffering=1)  # noqa: SIM115
     client = PSClient([f"127.0.0.1:{args.port}"], w, args.workers, n, timeout=30.0)
     iteration = client.register()[0].next_iteration
     params, delta = np.empty(n, np.float32), np.zeros(n, np.float32)
     errors: Counter[str] = Counter()
-    while True:
+    slots = slots_of(args)
+    while iteration < slots:  # past them a push would have no slot of its own: stop
         time.sleep(args.compute_ms / 1e3)
         client.pull(params)
-        slot = w * SLOTS + iteration % SLOTS
+        slot = w * slots + iteration
         delta[slot] = 1.0
         log.write(f"try {iteration}\n")
         start = time.perf_counter()
@@ -96,6 +110,8 @@ def run_worker(args: argparse.Namespace) -> None:
         if client.retry.errors != errors:
             errors = Counter(client.retry.errors)
             log.write(f"errors {json.dumps(errors)}\n")
+    log.write("slots used up\n")
+    time.sleep(3600)  # until the soak ends and kills us
 
 
 # -- the orchestrator ------------------------------------------------------------------------
@@ -119,7 +135,7 @@ class Soak:
         a = self.args
         common = ["--dir", a.dir, "--port", str(a.port), "--workers", str(a.workers)]
         common += ["--padding", str(a.padding), "--compute-ms", str(a.compute_ms)]
-        common += ["--checkpoint-every", str(a.checkpoint_every)]
+        common += ["--checkpoint-every", str(a.checkpoint_every), "--seconds", str(a.seconds)]
         return subprocess.Popen(
             [sys.executable, __file__, *role, *common],
             env=self.env,
@@ -148,12 +164,14 @@ class Soak:
             self.start_worker(w)
         t0 = time.monotonic()
         next_kill, server_restarts, worker_restarts = t0 + a.kill_every, 0, 0
+        dead: pb.StatsReply | None = None
         rss_start = rss_pre = None
         restart_at = t0 + a.seconds / 3
         while (now := time.monotonic()) < t0 + a.seconds:
             if server_restarts == 0 and now >= restart_at:
                 assert self.server is not None
                 rss_pre = _rss_mb(self.server.pid)
+                dead = self._stats()  # its journal's cost, which dies with it
                 self.kill(self.server)
                 self.start_server()
                 server_restarts += 1
@@ -174,11 +192,11 @@ class Soak:
         counts, stats = self._final_state()
         self.server.send_signal(signal.SIGTERM)
         self.server.wait()
-        result = self._tally(counts, stats)
+        result = self._tally(counts, stats, dead if server_restarts else None)
         result.update(
             seconds=a.seconds,
             workers=a.workers,
-            model_bytes=4 * size_of(a.workers, a.padding),
+            model_bytes=4 * size_of(a),
             server_restarts=server_restarts,
             worker_restarts=worker_restarts,
             server_rss_mb_before_restart=rss_pre,
@@ -188,21 +206,32 @@ class Soak:
         )
         return result
 
-    def _final_state(self) -> tuple[np.ndarray, pb.StatsReply]:
+    def _client(self) -> PSClient:
         from grpc_ps.auth import Security
         from grpc_ps.client import PSClient
 
-        n = size_of(self.args.workers, self.args.padding)
         address = f"127.0.0.1:{self.args.port}"
         security = Security(token=self.env["PSLAB_TOKEN"])
-        with PSClient([address], 0, self.args.workers, n, timeout=30.0, security=security) as c:
+        n, workers = size_of(self.args), self.args.workers
+        return PSClient([address], 0, workers, n, timeout=30.0, security=security)
+
+    def _stats(self) -> pb.StatsReply:
+        with self._client() as c:
+            (stats,) = c.stats()
+        return stats
+
+    def _final_state(self) -> tuple[np.ndarray, pb.StatsReply]:
+        """The model's counters, one row per worker and a column per push id; Stats."""
+        with self._client() as c:
             c.register()
-            params = np.empty(n, np.float32)
+            params = np.empty(size_of(self.args), np.float32)
             c.pull(params)
             (stats,) = c.stats()
-        return params[: self.args.workers * SLOTS].reshape(self.args.workers, SLOTS), stats
+        slots, workers = slots_of(self.args), self.args.workers
+        return params[: workers * slots].reshape(workers, slots), stats
 
-    def _tally(self, counts: np.ndarray, stats: pb.StatsReply) -> dict:
+    def _tally(self, counts: np.ndarray, stats: pb.StatsReply, dead: pb.StatsReply | None) -> dict:
+        """Per push, from the workers' logs and the model; ``dead``: the killed server's Stats."""
         tried: dict[int, set[int]] = {w: set() for w in range(self.args.workers)}
         acked: dict[int, set[int]] = {w: set() for w in range(self.args.workers)}
         latencies: list[float] = []
@@ -221,26 +250,41 @@ class Soak:
                 elif kind == "errors":
                     last_errors = json.loads(rest)
             errors.update(last_errors)
-        lost = duplicated = 0
+        lost = duplicated = unacked = untried = 0
         for w in range(self.args.workers):
-            for k in range(SLOTS):
-                applied = int(counts[w, k])
-                lost += max(0, sum(1 for i in acked[w] if i % SLOTS == k) - applied)
-                duplicated += max(0, applied - sum(1 for i in tried[w] if i % SLOTS == k))
-        pushes = stats.pushes_received
+            applied = counts[w].astype(np.int64)
+            if not np.array_equal(applied, counts[w]) or applied.min() < 0:
+                raise RuntimeError(f"worker {w}'s counters are not whole counts")
+            done = set(np.flatnonzero(applied).tolist())
+            lost += len(acked[w] - done)
+            duplicated += int(np.maximum(applied - 1, 0).sum())
+            unacked += len(done - acked[w])
+            untried += len(done - tried[w])
+        journal_s, checkpoints = stats.journal_seconds, stats.checkpoints
+        checkpoint_s = stats.checkpoint_seconds
+        if dead is not None:
+            journal_s += dead.journal_seconds
+            checkpoints += dead.checkpoints
+            checkpoint_s += dead.checkpoint_seconds
+        pushes = max(stats.pushes_received, 1)  # the whole run's: checkpointed across restart
+        applied_total = int(counts.sum())
         return {
             "pushes_acknowledged": sum(len(s) for s in acked.values()),
-            "updates_applied": int(counts.sum()),
+            "updates_applied": applied_total,
             "server_pushes_applied": int(stats.pushes_applied),
+            "server_count_matches_model": int(stats.pushes_applied) == applied_total,
             "server_duplicates_acked": int(stats.duplicates),
             "lost_updates": lost,
             "duplicate_updates": duplicated,
+            "applied_unacknowledged": unacked,
+            "applied_never_attempted": untried,
             "errors_by_code": dict(errors),
             "p50_push_ms": float(np.percentile(latencies, 50)),
             "p99_push_ms": float(np.percentile(latencies, 99)),
-            "journal_ms_per_push": 1e3 * stats.journal_seconds / max(pushes, 1),
-            "checkpoints": int(stats.checkpoints),
-            "checkpoint_ms_mean": 1e3 * stats.checkpoint_seconds / max(stats.checkpoints, 1),
+            "journal_ms_per_push": 1e3 * journal_s / pushes,
+            "journal_seconds": journal_s,
+            "checkpoints": int(checkpoints),
+            "checkpoint_ms_mean": 1e3 * checkpoint_s / max(checkpoints, 1),
         }
 
 
@@ -271,12 +315,19 @@ def main() -> None:
         result = Soak(args).run()
     print(
         f"{result['pushes_acknowledged']} pushes acknowledged, {result['updates_applied']} "
-        f"applied; lost {result['lost_updates']}, duplicated {result['duplicate_updates']}"
+        f"applied; lost {result['lost_updates']}, duplicated {result['duplicate_updates']}, "
+        f"applied unacknowledged {result['applied_unacknowledged']}, never attempted "
+        f"{result['applied_never_attempted']}"
+    )
+    print(
+        f"server's applied count {result['server_pushes_applied']}: "
+        f"{'matches' if result['server_count_matches_model'] else 'DOES NOT MATCH'} the model's"
     )
     print(f"errors by status code (retried or not): {result['errors_by_code']}")
     print(f"push latency p50 {result['p50_push_ms']:.1f} ms, p99 {result['p99_push_ms']:.1f} ms")
     print(
-        f"durability: journal {result['journal_ms_per_push']:.2f} ms per push, "
+        f"durability (whole run, both servers): journal {result['journal_ms_per_push']:.2f} ms "
+        "per push, "
         f"{result['checkpoints']} checkpoints of {result['checkpoint_ms_mean']:.1f} ms"
     )
     print(

@@ -13,50 +13,42 @@ left half full. The cost is one journal write and fsync per push (see ``journal_
 in the server's Stats and the soak benchmark).
 
 Files in the directory: ``checkpoint.npz`` (replaced atomically: temp file, fsync, rename,
-fsync of the directory) and ``journal-G.log``, G the checkpoint's generation. A journal
-record is a fixed header, the data and a CRC32; a record cut short by a crash was never
-acknowledged, so replay stops at the first incomplete or corrupt one.
+fsync of the directory) and ``journal-G.log``, G the checkpoint's generation, in the format
+of :mod:`grpc_ps.journal`. Nothing is trusted unread: a checkpoint that does not load, does
+not match the shard it is resumed into (sizes, workers, momentum, policy) or holds a
+non-finite value, and a journal that does not prove itself, are :class:`CheckpointError`
+naming the file (``pslab serve`` exits 2), and nothing is changed. Only a record cut short
+by a crash (never acknowledged) is cut off; records the operator discards
+(``discard_after``) are kept aside in ``discarded-G-N.log``.
 """
 
 from __future__ import annotations
 
 import os
-import struct
+import shutil
 import time
-import zlib
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from grpc_ps import journal
+from grpc_ps.journal import CRC, HEAD, MAX_ID, JournalCorrupt, Record
+
 CHECKPOINT = "checkpoint.npz"
-PUSH, LEAVE = 1, 2
-_HEADER = struct.Struct("<BIqQBQ")  # kind, worker, iteration, computed_on, mode, data bytes
-_CRC = struct.Struct("<I")
-MAX_ID = 2**63 - 2  # push ids: the header's signed int64, and id + 1 still a valid int64
-MAX_WORKER = 2**32 - 1
+_SCALARS = ("version", "generation", "next_seq")
+_LISTS = ("clock", "live", "last_iteration", "counters")
 
 
 class JournalError(OSError):
     """A record that could not be made durable: the push it carries must be refused."""
 
 
-def check_record(record: Record) -> None:
-    """Refuse a record whose fields do not fit the header, before anything is written."""
-    if not 0 <= record.worker <= MAX_WORKER:
-        raise ValueError(f"worker {record.worker} is not in 0..{MAX_WORKER}")
-    if not 0 <= record.iteration <= MAX_ID:
-        raise ValueError(f"push id {record.iteration} is not in 0..{MAX_ID}")
-    if not 0 <= record.computed_on < 2**64:
-        raise ValueError(f"computed_on {record.computed_on} is not a uint64")
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    """os.write until all of ``data`` is written (a write may be short)."""
-    while data:
-        data = data[os.write(fd, data) :]
+class CheckpointError(ValueError):
+    """State on disk that cannot be resumed from, and why (the file named)."""
 
 
 @dataclass
@@ -71,16 +63,17 @@ class State:
     last_iteration: list[int]  # per worker, the last push id accepted (-1: none)
     received: int
     applied: int
+    policy: str  # the policy that wrote it, e.g. "aggregate=True bound=None"
 
 
-@dataclass
-class Record:
-    kind: int
-    worker: int
-    iteration: int = 0
-    computed_on: int = 0
-    mode: int = 0
-    data: bytes = b""
+@dataclass(frozen=True)
+class Shape:
+    """What the shard resuming a checkpoint is: the checkpoint must match it."""
+
+    length: int
+    n_workers: int
+    momentum: bool
+    policy: str
 
 
 def _fsync_dir(path: Path) -> None:
@@ -92,16 +85,28 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Journal:
-    """Checkpoints and the journal of one shard, in ``directory``."""
+    """Checkpoints and the journal of one shard, in ``directory``.
+
+    ``discard_after``: on resume, replay journal records 0..N only (the operator's answer
+    to a journal that does not prove itself); None replays all, and refuses a bad one.
+    """
 
     def __init__(
-        self, directory: Path, every_versions: int = 100, every_seconds: float = 30.0
+        self,
+        directory: Path,
+        every_versions: int = 100,
+        every_seconds: float = 30.0,
+        discard_after: int | None = None,
     ) -> None:
         if every_versions < 1 or every_seconds <= 0:
             raise ValueError("checkpoint intervals must be positive")
+        if discard_after is not None and discard_after < -1:
+            raise ValueError(f"discard_after {discard_after}: a record number, or -1 for none")
         self.directory = directory
         self.every_versions, self.every_seconds = every_versions, every_seconds
+        self.discard_after = discard_after
         self.generation = 0
+        self._seq = 0  # the next record's sequence number
         self._log: BinaryIO | None = None  # the open journal file
         self._broken = ""  # why appends are refused, once a failed record could not be cut
         self._last_version = 0
@@ -139,6 +144,8 @@ class Journal:
             "last_iteration": np.asarray(state.last_iteration, np.int64),
             "counters": np.asarray([state.received, state.applied], np.int64),
             "generation": np.int64(generation),
+            "next_seq": np.int64(self._seq),
+            "policy": np.asarray(state.policy),
         }
         if state.velocity is not None:
             arrays["velocity"] = state.velocity
@@ -171,36 +178,28 @@ class Journal:
 
         All or nothing: a record that fails to be written or synced (a full disk, an I/O
         error) is cut off again and :class:`JournalError` raised, so the journal holds
-        exactly the records that were acknowledged and later appends stay readable (replay
-        stops at the first bad record, which would hide every record after a torn one). If
-        even the cut fails, the journal refuses every later append rather than corrupt.
+        exactly the records that were acknowledged, in unbroken sequence. If even the cut
+        fails, the journal refuses every later append rather than corrupt.
         """
         if self._log is None or self._log.closed:
             raise JournalError("the journal is not open: checkpoint() or load() first")
         if self._broken:
             raise JournalError(f"{self._log.name} is unusable since: {self._broken}")
-        check_record(record)
+        journal.check_record(record)
         start = time.perf_counter()
-        header = _HEADER.pack(
-            record.kind,
-            record.worker,
-            record.iteration,
-            record.computed_on,
-            record.mode,
-            len(record.data),
-        )
-        crc = zlib.crc32(record.data, zlib.crc32(header))
+        head, tail = journal.encode(self._seq, record)
         fd = self._log.fileno()
         end = os.lseek(fd, 0, os.SEEK_END)
         try:
-            for part in (header, record.data, _CRC.pack(crc)):
-                _write_all(fd, memoryview(part).cast("B"))
+            for part in (head, record.data, tail):
+                journal.write_all(fd, part)
             os.fsync(fd)
         except OSError as e:
             self._cut(fd, end, e)
             raise JournalError(f"journal write failed ({e.strerror or e}); nothing recorded") from e
         finally:
             self.journal_seconds += time.perf_counter() - start
+        self._seq += 1
 
     def _cut(self, fd: int, end: int, error: OSError) -> None:
         """Drop a partly written record; on failure, mark the journal unusable."""
@@ -217,47 +216,99 @@ class Journal:
 
     # -- reading --------------------------------------------------------------------------
 
-    def load(self, max_bytes: int) -> tuple[State, list[Record]]:
-        """The last checkpoint and the journal records after it; journal from here on.
-
-        ``max_bytes`` bounds a record's data (a shard's size), so a corrupt length cannot
-        make replay allocate without limit.
-        """
-        with np.load(self.directory / CHECKPOINT, allow_pickle=False) as z:
-            received, applied = (int(v) for v in z["counters"])
-            state = State(
-                params=np.array(z["params"]),
-                velocity=np.array(z["velocity"]) if "velocity" in z else None,
-                version=int(z["version"]),
-                clock=[int(v) for v in z["clock"]],
-                live=[int(v) for v in z["live"]],
-                last_iteration=[int(v) for v in z["last_iteration"]],
-                received=received,
-                applied=applied,
-            )
-            generation = int(z["generation"])
-        path = self._journal_path(generation)
-        records: list[Record] = []
-        if path.exists():
-            records = list(_records(path.read_bytes(), max_bytes))
-            with path.open("r+b") as f:  # drop a torn tail: it was never acknowledged
-                f.truncate(sum(_HEADER.size + len(r.data) + _CRC.size for r in records))
-        self._open(generation)
+    def load(self, shape: Shape) -> State:
+        """The last checkpoint, checked against ``shape``; then :meth:`replay` the journal."""
+        state, self.generation, self._seq = read_checkpoint(self.directory / CHECKPOINT, shape)
         self._last_version, self._last_time = state.version, time.monotonic()
-        return state, records
+        return state
+
+    def replay(self, max_bytes: int, buffer: Callable[[int], memoryview]) -> Iterator[Record]:
+        """The journal's records after the checkpoint, streamed (see :func:`journal.read`);
+        once all are read, the journal is open for appends after them.
+
+        Raises :class:`CheckpointError` for a journal that does not prove itself, having
+        changed nothing on disk.
+        """
+        path = self._journal_path(self.generation)
+        end = 0
+        if path.exists():
+            records = journal.read(path, self._seq, max_bytes, buffer, self.discard_after)
+            try:
+                for record in records:
+                    yield record
+                    end += HEAD + len(record.data) + CRC.size
+                    self._seq += 1
+            except JournalCorrupt as e:
+                raise CheckpointError(str(e)) from None
+            self._set_aside(path, end)
+        self._open(self.generation)
+
+    def _set_aside(self, path: Path, end: int) -> None:
+        """Cut the journal after its last replayed record. Past it is either a record a
+        crash cut short (never acknowledged: dropped) or what ``discard_after`` discarded
+        (kept in ``discarded-G-N.log``)."""
+        if path.stat().st_size == end:
+            return
+        if self.discard_after is not None:
+            kept = self.directory / f"discarded-{self.generation}-{self.discard_after + 1}.log"
+            with path.open("rb") as src, kept.open("wb") as dst:
+                src.seek(end)
+                shutil.copyfileobj(src, dst)
+                dst.flush()
+                os.fsync(dst.fileno())
+        with path.open("r+b") as f:
+            f.truncate(end)
+            os.fsync(f.fileno())
 
 
-def _records(raw: bytes, max_bytes: int) -> Iterator[Record]:
-    pos = 0
-    while pos + _HEADER.size <= len(raw):
-        header = raw[pos : pos + _HEADER.size]
-        kind, worker, iteration, computed_on, mode, size = _HEADER.unpack(header)
-        end = pos + _HEADER.size + size
-        if size > max_bytes or end + _CRC.size > len(raw):
-            return
-        data = raw[pos + _HEADER.size : end]
-        (crc,) = _CRC.unpack(raw[end : end + _CRC.size])
-        if crc != zlib.crc32(data, zlib.crc32(header)):
-            return
-        yield Record(kind, worker, iteration, computed_on, mode, data)
-        pos = end + _CRC.size
+def read_checkpoint(path: Path, shape: Shape) -> tuple[State, int, int]:
+    """The state in ``path``, its generation and next sequence number, every field checked."""
+
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {why}; not resumed, nothing changed")
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise bad(f"not a readable checkpoint ({e or type(e).__name__})") from None
+    missing = [k for k in ("params", "policy", *_SCALARS, *_LISTS) if k not in arrays]
+    if missing:
+        raise bad(f"no {', '.join(missing)} (written by an older pslab, or damaged)")
+    ints = {k: arrays[k] for k in (*_SCALARS, *_LISTS)}
+    if any(v.dtype != np.int64 for v in ints.values()):
+        raise bad("a counter is not an int64")
+    policy = str(arrays["policy"])
+    if policy != shape.policy:
+        raise bad(f"written under policy {policy!r}; this scenario's is {shape.policy!r}")
+    _check_array(arrays["params"], shape.length, "params", bad)
+    velocity = arrays.get("velocity")
+    if (velocity is not None) != shape.momentum:
+        raise bad(f"momentum {'held' if velocity is not None else 'absent'}; the scenario differs")
+    if velocity is not None:
+        _check_array(velocity, shape.length, "velocity", bad)
+    version, generation, next_seq = (int(ints[k]) for k in _SCALARS)
+    clock, live, last = (ints[k].tolist() for k in ("clock", "live", "last_iteration"))
+    counters = ints["counters"].tolist()
+    n = shape.n_workers
+    checks = [
+        (version >= 0 and generation >= 1 and next_seq >= 0, "a negative version or sequence"),
+        (len(clock) == n and min(clock) >= 0, f"clock is not {n} push counts"),
+        (len(last) == n and all(-1 <= i <= MAX_ID for i in last), f"push ids not {n} in range"),
+        (all(0 <= w < n for w in live) and len(set(live)) == len(live), "live: not workers"),
+        (len(counters) == 2 and 0 <= counters[1] <= counters[0], "counters out of order"),
+    ]
+    for ok, why in checks:
+        if not ok:
+            raise bad(why)
+    state = State(arrays["params"], velocity, version, clock, live, last, *counters, policy)
+    return state, generation, next_seq
+
+
+def _check_array(
+    a: np.ndarray, length: int, name: str, bad: Callable[[str], CheckpointError]
+) -> None:
+    if a.dtype != np.float32 or a.shape != (length,):
+        raise bad(f"{name} is {a.dtype} {a.shape}, the shard float32 ({length},)")
+    if not np.isfinite(a.sum(dtype=np.float64)):
+        raise bad(f"{name} holds NaN or Inf")

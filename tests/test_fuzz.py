@@ -192,3 +192,67 @@ def test_fuzz_every_rpc(server, call) -> None:
             register(request.SerializeToString(), timeout=TIMEOUT)
         except grpc.RpcError as e:
             assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e  # only: it has left
+
+
+# -- without the token: large messages to every RPC ------------------------------------------
+
+TOKEN = "fuzz-test-token"
+LARGE = [0, 1 << 10, 1 << 20, 8 << 20, tensors.MAX_CHUNK_BYTES + (1 << 20)]  # last: oversized
+unauthenticated: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[tuple[grpc.Channel, list]]:
+    """The same three servicers behind a token; a channel that sends none, or a wrong one."""
+    from grpc_ps.auth import Security
+
+    ps = ParameterServerServicer(0, 0, N, 2, StalenessPolicy(2), 0.5, initial=np.arange(N))
+    registry = LeaderRegistryServicer([[0, 1]], max_elements=N)
+    comm = CommunicatorServicer([0, 1], max_elements=N, timeout=1.0)
+    srv, port = serve(ps, registry, comm, security=Security(token=TOKEN))
+    options = [("grpc.max_send_message_length", 64 << 20)]
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        yield channel, [ps, registry, comm]
+    srv.stop(None)
+    print(f"\nfuzz: {len(unauthenticated)} unauthenticated inputs, all refused")
+
+
+@st.composite
+def large_unauthenticated(draw: st.DrawFn) -> tuple[str, descriptor.MethodDescriptor, bytes, str]:
+    service, method = draw(st.sampled_from(METHODS))
+    size = draw(st.sampled_from(LARGE))
+    worker, iteration = draw(st.integers(0, 2)), draw(st.sampled_from(EDGE_IDS))
+    body = pb.PushChunk(worker=worker, iteration=iteration, data=bytes(size)).SerializeToString()
+    token = draw(st.sampled_from(["", "Bearer wrong", f"Bearer {TOKEN}x", TOKEN]))
+    return service, method, body, token
+
+
+@pytest.mark.slow  # about 10 s: some 60 messages of up to 17 MB
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(call=large_unauthenticated())
+def test_fuzz_without_the_token(guarded, call) -> None:
+    """Refused, whatever the method and however large: UNAUTHENTICATED from the metadata
+    (or RESOURCE_EXHAUSTED for a message past the receive limit), nothing changed."""
+    channel, servicers = guarded
+    service, method, body, token = call
+    path = f"/pslab.v1.{service}/{method.name}"
+    make = channel.stream_unary if method.client_streaming else channel.unary_unary
+    if method.server_streaming:
+        make = channel.stream_stream if method.client_streaming else channel.unary_stream
+    rpc = make(path)
+    metadata = [("authorization", token)] if token else None
+    before = snapshot(servicers)
+    request = iter([body]) if method.client_streaming else body
+    with pytest.raises(grpc.RpcError) as err:
+        reply = rpc(request, timeout=TIMEOUT * 5, metadata=metadata)
+        if method.server_streaming:
+            list(reply)
+    refused = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert err.value.code() in refused, (path, err.value.code())
+    assert snapshot(servicers) == before
+    unauthenticated.append(method.name)

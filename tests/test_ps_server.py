@@ -337,7 +337,8 @@ def test_bad_pushes_are_rejected_and_change_nothing() -> None:
             assert np.array_equal(_bits(pulled(c)), _bits(X0)), name
         stats = server.Stats(pb.StatsRequest(), None)
         assert (stats.version, stats.pushes_received) == (0, 0)
-        assert stats.rejected["INVALID_ARGUMENT"] == 11
+        # the cut-off stream is counted too if the server saw its end before the cancel
+        assert stats.rejected["INVALID_ARGUMENT"] in (11, 12)
         assert stats.rejected["FAILED_PRECONDITION"] == 2
         c.push(grad(1.0), iteration=0)  # still serving, all buffers back in the pool
         assert np.array_equal(pulled(c), X0 - LR)
