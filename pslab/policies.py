@@ -70,7 +70,9 @@ class StalenessPolicy:
         return self._close_round()
 
     def _close_round(self) -> Apply | None:
-        if not self.live or not self.live.issubset(self._round):
+        # _round only holds live workers, so counting first keeps a push O(1) until the last
+        live = self.live
+        if not live or len(self._round) < len(live) or not live.issubset(self._round):
             return None
         workers = sorted(self._round)
         stale = [self.version - self._round[w] for w in workers]

@@ -4,7 +4,8 @@ The executor is the simulator's half of "one definition, two executors": it
 reads ops, never algorithm logic. Costs: compute and loading from the
 workload (GPU or CPU, processor-shared where roles outnumber cores), network
 transfers through the flow-level max–min model, server updates on the server
-host's cores, collectives decomposed into the flows they make.
+host's cores (``sim.server_ops``: shards close their own rounds), collectives
+decomposed into the flows they make (``sim.collectives``: rings are dataflows).
 """
 
 from __future__ import annotations
@@ -14,23 +15,23 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL, PENDING
 
 from pslab import ops
-from pslab.algorithms.base import Plan, Role, server_name
+from pslab.algorithms.base import Plan, Role
 from pslab.distributions import role_rng
 from pslab.metrics import compute_metrics
-from pslab.policies import LeaderBoard, StalenessPolicy
+from pslab.policies import LeaderBoard
 from pslab.scenario import Scenario
-from pslab.shards import shard_ranges
 from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
+from sim.collectives import CollectiveOps, Kind, Rendezvous
 from sim.costs import Costs
 from sim.platform import LocalPlatform, NominalPlatform
+from sim.server_ops import ServerOps, Shard
 
 if TYPE_CHECKING:
     from sim.numerics import Numerics
@@ -38,12 +39,8 @@ if TYPE_CHECKING:
 SMALL_MESSAGE = 64  # bytes of a control message (a loss report)
 
 Proc = Generator[simpy.Event, Any, Any]
-# What a collective call is of: "allreduce", or ("reduce", root) for rooted ones.
-Kind = str | tuple[str, str]
 # An op type's handler, span name and span category.
 _OpKind = tuple[Callable[[Any, Any], Proc], str, str]
-# Collective bodies start their work and succeed the event they are given when it ends.
-Body = Callable[[simpy.Event], None]
 
 
 @contextmanager
@@ -78,32 +75,6 @@ class CountingEnvironment(simpy.Environment):
 
 
 @dataclass
-class _Shard:
-    index: int
-    host: str
-    offset: int
-    length: int
-    policy: StalenessPolicy
-    waiters: list[tuple[int, simpy.Event]] = field(default_factory=list)
-    # True while a closed round's mean is being applied: the policy's version
-    # has moved on, the parameters have not yet, so pulls wait (the gRPC
-    # server does both under one lock, so no pull sees the gap there).
-    applying: bool = False
-
-
-@dataclass
-class _Rendezvous:
-    """One collective call, gathered until all members arrived.
-
-    Every member waits on the same ``done`` event, so a call costs one event
-    for its members however many there are.
-    """
-
-    done: simpy.Event
-    arrived: int = 0
-
-
-@dataclass
 class SimResult:
     metrics: dict[str, Any]
     trace: Trace
@@ -135,7 +106,7 @@ def _one_torch_thread(active: bool) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-class SimExecutor:
+class SimExecutor(ServerOps, CollectiveOps):
     def __init__(
         self,
         scenario: Scenario,
@@ -160,17 +131,11 @@ class SimExecutor:
         )
         self.trace = Trace("sim", meta={"scenario": scenario.name})
         self.n_workers = len(plan.workers)
-        self.shards: list[_Shard] = []
+        self.shards: list[Shard] = []
         if plan.server:
-            ranges = shard_ranges(
-                model.params,
-                plan.server.shards,
-                scenario.algorithm.partition_bytes,
-                model.bytes_per_param,
-            )
-            for k, (off, length) in enumerate(ranges):
+            for k, (off, length) in enumerate(plan.shard_ranges):
                 self.shards.append(
-                    _Shard(
+                    Shard(
                         k,
                         platform.server_host(k),
                         off,
@@ -182,7 +147,7 @@ class SimExecutor:
         self.board = LeaderBoard([list(g) for g in plan.registry.groups]) if plan.registry else None
         self.latest_round: dict[str, int] = {}
         self.fetchers: dict[str, list[tuple[int, simpy.Event]]] = {}
-        self.rendezvous: dict[tuple, _Rendezvous] = {}
+        self.rendezvous: dict[tuple, Rendezvous] = {}
         self.seq: dict[tuple, int] = defaultdict(int)
         # Groups are keyed by a small id, not by the tuple: hashing a 1,024-name
         # tuple on every arrival made a ring all-reduce quadratic in its size.
@@ -223,6 +188,7 @@ class SimExecutor:
                 "wall_time_s": wall,
                 "simulated_time_s": elapsed,
                 "cpu_time_s": self.net.carried("cpu:"),  # every process's CPU work, summed
+                "cpu_time_by_process_s": self.net.carried_each("proc:"),
                 "source": "sim",
             },
         )
@@ -371,255 +337,6 @@ class SimExecutor:
         if self.numerics is not None:
             self.numerics.update(role.name, op.rule, op.kwargs)
         return None, 0
-
-    # ------------------------------------------------------- parameter server
-
-    def _op_push(self, role: Role, op: ops.Push) -> Proc:
-        src = self.endpoint[role.name]
-        if len(self.shards) == 1:  # the common case, without helper processes and conditions
-            (shard,) = self.shards
-            yield self.net.transfer(src, shard.host, shard.length * self.bpp)
-            yield from self._serve_push(shard, role, op)
-            return None, self.model_bytes
-        sent = [self.net.transfer(src, s.host, s.length * self.bpp) for s in self.shards]
-        yield self.env.all_of(sent)
-        yield self.env.all_of(
-            [self.env.process(self._serve_push(s, role, op)) for s in self.shards]
-        )
-        return None, self.model_bytes
-
-    def _serve_push(self, shard: _Shard, role: Role, op: ops.Push) -> Proc:
-        start = self.env.now
-        nbytes = shard.length * self.bpp
-        yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
-        aggregate = shard.policy.aggregate
-        received = (
-            self.numerics.pushed(shard.index, role.name, op.buf, aggregate)
-            if self.numerics is not None
-            else None
-        )
-        applied = shard.policy.on_push(role.rank, op.version)
-        if applied is None:
-            return
-        if shard.policy.aggregate:  # the round's mean is applied once all pushes are in
-            shard.applying = True
-            yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
-            shard.applying = False
-        if self.numerics is not None:
-            total = None if aggregate else received
-            self.numerics.apply(shard.index, total, len(applied.workers), op.mode)
-        self._span(
-            server_name(shard.index),
-            "apply",
-            "server",
-            start,
-            op.iteration,
-            nbytes,
-            args={"staleness": applied.staleness, "version": applied.version},
-            host=shard.host,
-        )
-        self._release(shard)
-
-    def _release(self, shard: _Shard) -> None:
-        still = []
-        for worker, event in shard.waiters:
-            if shard.policy.may_pull(worker):
-                event.succeed()
-            else:
-                still.append((worker, event))
-        shard.waiters = still
-
-    def _op_pull(self, role: Role, op: ops.Pull) -> Proc:
-        dst = self.endpoint[role.name]
-        for s in self.shards:
-            if s.applying or not s.policy.may_pull(role.rank):
-                gate = self.env.event()
-                s.waiters.append((role.rank, gate))
-                yield gate
-            if self.numerics is not None:  # the server streams the version it has now
-                self.numerics.pulled(s.index, role.name, op.buf)
-        pulls = [self.net.transfer(s.host, dst, s.length * self.bpp) for s in self.shards]
-        yield pulls[0] if len(pulls) == 1 else self.env.all_of(pulls)
-        return min(s.policy.version for s in self.shards), self.model_bytes
-
-    # ------------------------------------------------------------ collectives
-
-    def _span_bytes(self, span: ops.Span) -> int:
-        return self.model_bytes if span is None else (span[1] - span[0]) * self.bpp
-
-    def _succeed_in(self, event: simpy.Event, delay: float) -> None:
-        """Succeed ``event`` ``delay`` seconds from now, as a Timeout would: one event, not two."""
-        if event._value is not PENDING:
-            raise RuntimeError(f"{event} has already been triggered")
-        event._ok = True
-        event._value = None
-        self.env.schedule(event, NORMAL, delay)
-
-    @staticmethod
-    def _when_all(events: list[simpy.Event], then: Callable[[], Any]) -> None:
-        """Call ``then`` once every one of ``events`` (all fresh) has been processed.
-
-        A countdown on the events' callbacks: what ``env.all_of`` does, without
-        the Condition's own event and bookkeeping, for waits nobody yields on.
-        """
-        left = len(events)
-        if left == 0:
-            then()
-            return
-
-        def one(_event: simpy.Event) -> None:
-            nonlocal left
-            left -= 1
-            if left == 0:
-                then()
-
-        for event in events:
-            event.callbacks.append(one)
-
-    def _group_id(self, role: str, kind: Kind, group: tuple[str, ...]) -> int:
-        """A small int naming a group's value, remembered per (role, kind) by identity.
-
-        Programs mostly pass the same tuple object to every call of one kind,
-        so the by-value lookup (hashing and comparing every name) runs once,
-        not on every call. Only the last tuple per (role, kind) is held, so a
-        program that builds a fresh tuple per call keeps no more alive than
-        its calls in flight already do.
-        """
-        entry = self._last_group.get((role, kind))
-        if entry is None or entry[0] is not group:
-            gid = self._group_ids.setdefault(group, len(self._group_ids))
-            entry = self._last_group[role, kind] = (group, gid)
-        return entry[1]
-
-    def _collective(
-        self, role: Role, kind: Kind, group: tuple[str, ...], body: Body
-    ) -> simpy.Event:
-        """Join this role's next call of (kind, group); the last to arrive starts ``body``.
-
-        Calls are matched by their sequence number per role, so members meet
-        in the n-th call whatever order they arrive in. Returns the event that
-        succeeds, for every member at once, when ``body`` says the work is done.
-        """
-        gid = self._group_id(role.name, kind, group)
-        mine = (role.name, kind, gid)
-        n = self.seq[mine]
-        self.seq[mine] = n + 1
-        key = (kind, gid, n)
-        rv = self.rendezvous.get(key)
-        if rv is None:
-            rv = self.rendezvous[key] = _Rendezvous(self.env.event())
-        rv.arrived += 1
-        if rv.arrived == len(group):
-            del self.rendezvous[key]
-            body(rv.done)
-        return rv.done
-
-    def _hop(self, a: str, b: str) -> float:
-        """Path latency from ``a`` to ``b`` (cached: rings ask for every pair every call)."""
-        latency = self._latency.get((a, b))
-        if latency is None:
-            latency = self._latency[a, b] = self.cluster.path_latency(a, b)
-        return latency
-
-    def _ring(self, members: list[str], nbytes: int, factor: float, done: simpy.Event) -> None:
-        """A ring collective: every member sends ``factor``·nbytes to its successor at once.
-
-        ``factor`` is 2(n−1)/n for all-reduce; the ring's 2(n−1) steps each
-        pay one neighbour latency, of which the flows already carry one.
-        Succeeds ``done`` when the ring ends.
-        """
-        n = len(members)
-        if n < 2 or nbytes == 0:
-            done.succeed()
-            return
-        size = factor * nbytes
-        pairs = [(members[j], members[(j + 1) % n]) for j in range(n)]
-        sends = [self.net.transfer(a, b, size, collective=True) for a, b in pairs]
-        steps = round(factor * n)
-        tail = (steps - 1) * max(self._hop(a, b) for a, b in pairs) if steps > 1 else 0.0
-        self._when_all(sends, lambda: self._succeed_in(done, tail))
-
-    def _ring_event(self, members: list[str], nbytes: int, factor: float) -> simpy.Event:
-        done = self.env.event()
-        self._ring(members, nbytes, factor, done)
-        return done
-
-    def _allreduce_body(self, group: tuple[str, ...], nbytes: int, done: simpy.Event) -> None:
-        n = len(group)
-        if self.scenario.algorithm.allreduce_algo == "hierarchical" and all(
-            g.startswith("worker-") for g in group
-        ):
-            proc = self.env.process(self._hierarchical(group, nbytes))
-            proc.callbacks.append(lambda _event: done.succeed())
-            return
-        self._ring([self.endpoint[g] for g in group], nbytes, 2 * (n - 1) / n, done)
-
-    def _hierarchical(self, group: tuple[str, ...], nbytes: int) -> Proc:
-        """Reduce-scatter inside each node, ring all-reduce across nodes, all-gather inside."""
-        by_node: dict[int, list[str]] = defaultdict(list)
-        for g in group:
-            rank = int(g.split("-", 1)[1])
-            by_node[self.cluster.node_of_worker[rank]].append(self.endpoint[g])
-        local = [v for v in by_node.values()]
-        g_size = max(len(v) for v in local)
-
-        def intra() -> Proc:
-            yield self.env.all_of(
-                [self._ring_event(m, nbytes, (len(m) - 1) / len(m)) for m in local]
-            )
-
-        yield from intra()
-        rings = [[m[j] for m in local if j < len(m)] for j in range(g_size)]
-        nodes = len(local)
-        yield self.env.all_of(
-            [self._ring_event(r, nbytes // g_size, 2 * (nodes - 1) / nodes) for r in rings]
-        )
-        yield from intra()
-
-    def _op_allreduce(self, role: Role, op: ops.AllReduce) -> Proc:
-        nbytes = self._span_bytes(op.span)
-
-        def body(done: simpy.Event) -> None:
-            if self.numerics is not None:
-                self.numerics.allreduce(op.group, op.buf, op.span, op.average)
-            self._allreduce_body(op.group, nbytes, done)
-
-        yield self._collective(role, "allreduce", op.group, body)
-        return None, nbytes
-
-    def _op_reduce(self, role: Role, op: ops.Reduce) -> Proc:
-        nbytes = self._span_bytes(op.span)
-        root = self.endpoint[op.root]
-
-        def body(done: simpy.Event) -> None:
-            if self.numerics is not None:
-                self.numerics.reduce(op.group, op.root, op.buf, op.span)
-            sends = [
-                self.net.transfer(src, root, nbytes)
-                for src in map(self.endpoint.__getitem__, op.group)
-                if src != root  # the root's own share stays put: no time, no event
-            ]
-            self._when_all(sends, done.succeed)
-
-        yield self._collective(role, ("reduce", op.root), op.group, body)
-        return None, nbytes
-
-    def _op_broadcast(self, role: Role, op: ops.Broadcast) -> Proc:
-        nbytes = self._span_bytes(op.span)
-        root = self.endpoint[op.root]
-
-        def body(done: simpy.Event) -> None:
-            if self.numerics is not None:
-                self.numerics.broadcast(op.group, op.root, op.buf, op.span)
-            sends = [
-                self.net.transfer(root, dst, nbytes)
-                for dst in map(self.endpoint.__getitem__, op.group)
-                if dst != root
-            ]
-            self._when_all(sends, done.succeed)
-
-        yield self._collective(role, ("broadcast", op.root), op.group, body)
-        return None, nbytes
 
     # --------------------------------------------------------- leader registry
 

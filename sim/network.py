@@ -19,12 +19,18 @@ Model choices, and why:
 * Scale: 1,024 pushes that start together must cost one rate computation,
   not 1,024. Starts and ends are queued and settled by one wake-up that runs
   after every ordinary event of the same simulated instant (a SimPy priority
-  after NORMAL), so all the changes of one instant are one recompute. Only the
-  connected component of the flow/resource sharing graph that changed is
-  recomputed: max–min rates of other components cannot change. The filling
-  itself is vectorised with numpy over a padded flow × hop index matrix.
-  Jobs on a generic resource share nothing else, so each such resource is
-  its own component, solved in closed form without scanning the links.
+  after NORMAL), so all the changes of one instant are one recompute.
+* Stragglers: pushes that start one by one must not re-rate every flow on
+  the server link each time. A flow whose only shared resource is one
+  bottleneck, its other links its own, joins that resource's *pool*
+  (``sim.fair_share``): equal shares on a virtual clock, O(log n) per start
+  or end. Ring neighbours, lone jobs on a GPU and incasts all stay pooled.
+  Where a flow would share two resources with others (or caps differ), the
+  pools it touches are dissolved into progressive filling, vectorised with
+  numpy over a padded flow x hop index matrix, on the connected component
+  of the sharing graph that changed: max–min rates of others cannot change.
+  Either way the rates are the max–min ones; the property test in
+  tests/test_network.py checks both paths against a plain reference.
 * One pending "next completion" wake-up at a time; rescheduling bumps a
   generation counter so a superseded wake-up returns at once. Flows finishing
   within a tiny tolerance of each other complete in the same wake-up, which
@@ -33,35 +39,25 @@ Model choices, and why:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import simpy
 from simpy.events import NORMAL, EventPriority
 
+from sim.fair_share import Pool
+from sim.max_min import Filling
 from sim.topology import Cluster
 
 # Settle after every NORMAL event of the same instant, so a whole instant's
 # starts and ends are coalesced into one rate computation.
 _LATE = EventPriority(NORMAL + 1)
-# Relative tolerance on times (flow completion) and on rate levels (which
-# resources saturate in one step of the filling).
+# Relative tolerance on times: flows finishing this close complete together.
 _TIME_TOL = 1e-12
-_LEVEL_TOL = 1e-9
-_DUMMY = 0  # resource index that pads hop rows; infinite capacity, never counted
-_WIDTH_STEP = 8  # hop rows are padded to a multiple of 8 (see _rows_any)
-
-
-def _rows_any(mask: np.ndarray) -> np.ndarray:
-    """Row-wise ``any`` of a C-contiguous bool matrix whose width is a multiple of 8.
-
-    Eight bools are read as one 64-bit word: several times faster than
-    ``mask.any(axis=1)``, and this runs on every flow at every recompute.
-    """
-    words = mask.view(np.uint64)
-    return words[:, 0] != 0 if words.shape[1] == 1 else words.any(axis=1)
 
 
 class _Late(simpy.Event):
@@ -79,19 +75,20 @@ class _Late(simpy.Event):
 
 
 class _Flow(simpy.Event):
-    """The event a caller waits on, carrying its flow's request until admission."""
+    """The event a caller waits on, carrying its flow's request."""
 
     def __init__(
         self,
         env: simpy.Environment,
-        hops: np.ndarray,
+        route: tuple[int, ...],
         amount: float,
         max_rate: float,
         latency: float,
         tag: Any,
     ) -> None:
         super().__init__(env)
-        self.hops = hops
+        self.route = route  # resource indices
+        self.left = amount  # what it still has to move when it enters progressive filling
         self.amount = amount
         self.max_rate = max_rate
         self.latency = latency
@@ -116,8 +113,11 @@ class FlowNetwork:
     in CPU-seconds, ``max_rate`` 1.0 = one core). Both return SimPy events.
     """
 
-    def __init__(self, env: simpy.Environment, cluster: Cluster) -> None:
+    def __init__(self, env: simpy.Environment, cluster: Cluster, pooled: bool = True) -> None:
+        """``pooled=False`` sends every flow through progressive filling: the same rates,
+        slower; the property test compares the two."""
         self.env = env
+        self.pooled = pooled
         self.cluster = cluster
         self.recomputes = 0
         self._index: dict[str | tuple[str, str], int] = {}
@@ -129,30 +129,25 @@ class FlowNetwork:
                 self._names.append(f"{u}->{v}")
                 caps.append(float(bw))
         self._n_links = len(self._names)  # resources [1, n_links) are links
-        self._cap = np.array(caps)
-        self._carried = np.zeros(len(caps))
-        self._paths: dict[tuple[str, str], tuple[np.ndarray, float]] = {}
-        # Per-slot flow state. A flow's bytes left at time t are
-        # rem0 - rate * (t - t0); t0/rem0 move only when its rate changes.
-        slots = 64
-        self._hops = np.zeros((slots, _WIDTH_STEP), dtype=np.intp)
-        self._size = np.zeros(slots)
-        self._rem0 = np.zeros(slots)
-        self._t0 = np.zeros(slots)
-        self._rate = np.zeros(slots)
-        self._max_rate = np.full(slots, math.inf)
-        self._finish = np.full(slots, math.inf)
-        self._on_links = np.zeros(slots, dtype=bool)  # slot holds a transfer
-        self._jobs: dict[int, set[int]] = {}  # generic resource -> slots of its jobs
-        self._free = list(range(slots - 1, -1, -1))
-        self._flow: list[_Flow | None] = [None] * slots
-        # Changes waiting for the settle of this instant.
-        self._pending: list[_Flow] = []
-        self._touched: list[np.ndarray] = []  # links whose flows changed
-        self._touched_jobs: set[int] = set()  # generic resources whose jobs changed
+        self._caps = caps  # capacity per resource index (0: the infinite pad)
+        self._paths: dict[tuple[str, str], tuple[tuple[int, ...], float]] = {}
+        self._jobs: dict[tuple[str, ...], tuple[int, ...]] = {}  # resources of work_on
+        # Pooled flows: which pool holds each resource (its bottleneck or a
+        # member's own link), how many filled flows use each, and one heap of
+        # pool wake-ups (time, sequence, pool version, pool).
+        self._owner: list[Pool | None] = [None] * len(caps)
+        self._filled = [0] * len(caps)
+        self._pool_carried = [0.0] * len(caps)
+        self._pools: set[Pool] = set()
+        self._pool_wakes: list[tuple[float, int, int, Pool]] = []
+        self._seq = itertools.count()
+        self._filling = Filling(self._caps)
+        # Flows waiting for the settle of this instant.
+        self._to_fill: list[_Flow] = []
         self._settle_scheduled = False
         self._generation = 0
         self._wake_at = math.inf
+        self._recomputed_at = math.nan
 
     # ------------------------------------------------------------------ API
 
@@ -164,9 +159,10 @@ class FlowNetwork:
             raise ValueError(f"resource {name!r}: capacity must be finite and > 0, got {capacity}")
         self._index[name] = len(self._names)
         self._names.append(name)
-        self._cap = np.append(self._cap, float(capacity))
-        self._carried = np.append(self._carried, 0.0)
-        self._jobs[self._index[name]] = set()
+        self._caps.append(float(capacity))
+        self._owner.append(None)
+        self._filled.append(0)
+        self._pool_carried.append(0.0)
 
     def transfer(
         self,
@@ -187,10 +183,10 @@ class FlowNetwork:
         """
         if nbytes < 0:
             raise ValueError(f"transfer of negative size {nbytes}")
-        hops, latency = self._path(src, dst)
-        if hops.size == 0 or nbytes == 0:
+        route, latency = self._path(src, dst)
+        if not route or nbytes == 0:
             return self.env.timeout(latency, tag)
-        return self._submit(hops, nbytes, max_rate, latency, tag)
+        return self._submit(route, nbytes, max_rate, latency, tag)
 
     def work(self, resource: str, amount: float, max_rate: float = 1.0) -> simpy.Event:
         """Run ``amount`` units of work on ``resource``, at most ``max_rate`` units/s.
@@ -200,27 +196,27 @@ class FlowNetwork:
         """
         if amount < 0:
             raise ValueError(f"work of negative amount {amount}")
-        index = self._index.get(resource)
-        if index is None or index < self._n_links:
-            raise ValueError(f"unknown resource {resource!r}; call add_resource first")
-        if amount == 0:
-            return self.env.timeout(0.0)
-        return self._submit(np.array([index], dtype=np.intp), amount, max_rate, 0.0, None)
+        return self.work_on((resource,), amount, max_rate)
 
-    def work_on(self, resources: list[str], amount: float, max_rate: float = 1.0) -> simpy.Event:
+    def work_on(
+        self, resources: Sequence[str], amount: float, max_rate: float = 1.0
+    ) -> simpy.Event:
         """Run ``amount`` units of work that hold every one of ``resources`` at once.
 
         A process's CPU work on one machine holds a core of the machine *and*
         the process's own interpreter lock: two resources, shared max–min fairly
-        like a flow's links. Keep every job on such a resource multi-resource:
-        single-resource jobs are solved apart and would not see these.
+        like a flow's links.
         """
-        indices = [self._index.get(r) for r in resources]
-        if any(i is None or i < self._n_links for i in indices):
-            raise ValueError(f"unknown resource among {resources}; call add_resource first")
+        key = tuple(resources)
+        route = self._jobs.get(key)
+        if route is None:
+            indices = [self._index.get(r) for r in key]
+            if any(i is None or i < self._n_links for i in indices):
+                raise ValueError(f"unknown resource among {key}; call add_resource first")
+            route = self._jobs[key] = tuple(i for i in indices if i is not None)
         if amount == 0:
             return self.env.timeout(0.0)
-        return self._submit(np.array(indices, dtype=np.intp), amount, max_rate, 0.0, None)
+        return self._submit(route, amount, max_rate, 0.0, None)
 
     def link_stats(self, elapsed_s: float) -> list[dict[str, Any]]:
         """Bytes per directed link (in-flight flows counted so far) and utilisation.
@@ -228,53 +224,61 @@ class FlowNetwork:
         Utilisation is bytes / (bandwidth · elapsed_s); only links that carried
         bytes are listed, sorted by name.
         """
-        carried = self._carried.copy()
-        live = np.flatnonzero(self._on_links)
-        if live.size:
-            done = self._size[live] - self._left(live, self.env.now)
-            np.add.at(carried, self._hops[live], done[:, None])
+        carried = self._filling.carried + np.array(self._pool_carried)
+        self._filling.in_flight(carried, self.env.now)
+        for pool in self._pools:
+            for flow, left in pool.left(self.env.now):
+                for r in flow.route:
+                    carried[r] += flow.amount - left
+        used = np.flatnonzero(carried[: self._n_links] > 0)
+        moved, caps = carried.tolist(), self._caps
         stats = [
             {
                 "name": self._names[i],
-                "bytes": float(carried[i]),
-                "utilization": float(carried[i] / (self._cap[i] * elapsed_s))
-                if elapsed_s > 0
-                else 0.0,
+                "bytes": moved[i],
+                "utilization": moved[i] / (caps[i] * elapsed_s) if elapsed_s > 0 else 0.0,
             }
-            for i in range(1, self._n_links)
-            if carried[i] > 0
+            for i in used[used > 0].tolist()
         ]
         return sorted(stats, key=lambda s: s["name"])
 
     def carried(self, prefix: str) -> float:
         """Work finished so far on the resources named ``prefix…`` (``cpu:``: CPU-seconds)."""
-        return float(
-            sum(
-                self._carried[i]
-                for name, i in self._index.items()
-                if i >= self._n_links and isinstance(name, str) and name.startswith(prefix)
-            )
-        )
+        return float(sum(self.carried_each(prefix).values()))
+
+    def carried_each(self, prefix: str) -> dict[str, float]:
+        """Work finished so far on each resource named ``prefix…``, by its name less the prefix
+        (``proc:``: each process's CPU-seconds, to compare with a run's per-process ticks)."""
+        filled, pooled = self._filling.carried.tolist(), self._pool_carried
+        return {
+            name[len(prefix) :]: filled[i] + pooled[i]
+            for name, i in self._index.items()
+            if i >= self._n_links and isinstance(name, str) and name.startswith(prefix)
+        }
 
     # ------------------------------------------------------------- internals
 
-    def _path(self, src: str, dst: str) -> tuple[np.ndarray, float]:
+    def _path(self, src: str, dst: str) -> tuple[tuple[int, ...], float]:
         """Resource indices of the route's directed links, and its latency (cached)."""
         path = self._paths.get((src, dst))
         if path is None:
-            route = self.cluster.route(src, dst)
-            hops = np.array([self._index[e] for e in route], dtype=np.intp)
-            path = self._paths[src, dst] = (hops, self.cluster.path_latency(src, dst))
+            route = tuple(self._index[e] for e in self.cluster.route(src, dst))
+            path = self._paths[src, dst] = (route, self.cluster.path_latency(src, dst))
         return path
 
     def _submit(
-        self, hops: np.ndarray, amount: float, max_rate: float, latency: float, tag: Any
+        self,
+        route: tuple[int, ...],
+        amount: float,
+        max_rate: float,
+        latency: float,
+        tag: Any,
     ) -> simpy.Event:
         if not max_rate > 0:
             raise ValueError(f"max_rate must be > 0, got {max_rate}")
-        flow = _Flow(self.env, hops, float(amount), max_rate, latency, tag)
-        self._pending.append(flow)
-        self._request_settle()
+        flow = _Flow(self.env, route, float(amount), max_rate, latency, tag)
+        if not self._pool(flow, self.env.now):
+            self._fill(flow)
         return flow
 
     def _request_settle(self) -> None:
@@ -282,165 +286,109 @@ class FlowNetwork:
             self._settle_scheduled = True
             _Late(self.env, 0.0).callbacks.append(self._settle)
 
-    def _left(self, slots: np.ndarray, now: float) -> np.ndarray:
-        return self._rem0[slots] - self._rate[slots] * (now - self._t0[slots])
-
     def _settle(self, _event: simpy.Event) -> None:
-        """Admit this instant's new flows, recompute what changed, re-arm."""
+        """Admit this instant's flows to progressive filling, re-rate what changed, re-arm."""
         self._settle_scheduled = False
-        if self._pending:
-            self._admit(self._pending)
-            self._pending = []
-        links, self._touched = self._touched, []
-        resources, self._touched_jobs = self._touched_jobs, set()
-        changed = bool(links) and self._share_links(np.concatenate(links))
-        for resource in resources:
-            changed = self._share_resource(resource) or changed
-        if changed:
-            self.recomputes += 1
+        now = self.env.now
+        if self._to_fill:
+            self._filling.admit(self._to_fill, now)
+            self._to_fill = []
+        if self._filling.share(now):
+            self._recomputed(now)
         self._arm()
 
-    def _admit(self, pending: list[_Flow]) -> None:
-        now = self.env.now
-        width = -(-max(len(p.hops) for p in pending) // _WIDTH_STEP) * _WIDTH_STEP
-        if width > self._hops.shape[1]:
-            pad = np.zeros((self._hops.shape[0], width - self._hops.shape[1]), dtype=np.intp)
-            self._hops = np.hstack([self._hops, pad])
-        if len(pending) > len(self._free):
-            self._grow(len(pending) - len(self._free))
-        slots = np.array([self._free.pop() for _ in pending], dtype=np.intp)
-        on_links = []
-        for slot, p in zip(slots.tolist(), pending, strict=True):
-            self._hops[slot, : len(p.hops)] = p.hops
-            self._flow[slot] = p
-            first = int(p.hops[0])
-            if first < self._n_links or len(p.hops) > 1:  # several resources: progressive filling
-                on_links.append(slot)
-            else:
-                self._jobs[first].add(slot)
-                self._touched_jobs.add(first)
-        self._size[slots] = self._rem0[slots] = [p.amount for p in pending]
-        self._max_rate[slots] = [p.max_rate for p in pending]
-        self._t0[slots] = now
-        self._rate[slots] = 0.0
-        if on_links:
-            self._on_links[on_links] = True
-            self._touched.append(self._hops[on_links].ravel())
+    def _recomputed(self, now: float) -> None:
+        """Count instants at which rates changed (many changes of one instant are one)."""
+        if now != self._recomputed_at:
+            self._recomputed_at = now
+            self.recomputes += 1
 
-    def _grow(self, need: int) -> None:
-        old = self._hops.shape[0]
-        new = max(2 * old, old + need)
-        extra = new - old
+    def _rerate(self, pool: Pool, now: float) -> float:
+        """A pool's membership changed: its new share, and a wake-up entry at its next
+        finish, which it returns."""
+        pool.rerate()
+        at = pool.next_finish()
+        heapq.heappush(self._pool_wakes, (at, next(self._seq), pool.version, pool))
+        self._recomputed(now)
+        return at
 
-        def ext(a: np.ndarray, fill: float | bool) -> np.ndarray:
-            return np.concatenate([a, np.full((extra, *a.shape[1:]), fill, dtype=a.dtype)])
+    def _pool(self, flow: _Flow, now: float) -> bool:
+        """Put ``flow`` in a pool if that keeps every pool exact; returns whether it did.
 
-        self._hops = ext(self._hops, _DUMMY)
-        self._size = ext(self._size, 0.0)
-        self._rem0 = ext(self._rem0, 0.0)
-        self._t0 = ext(self._t0, 0.0)
-        self._rate = ext(self._rate, 0.0)
-        self._max_rate = ext(self._max_rate, math.inf)
-        self._finish = ext(self._finish, math.inf)
-        self._on_links = ext(self._on_links, False)
-        self._flow += [None] * extra
-        self._free = list(range(new - 1, old - 1, -1)) + self._free
-
-    def _component(self, touched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Transfers joined to the touched links through shared links.
-
-        Returns their slots and hop rows. Max–min rates outside this connected
-        component cannot change, so only it is recomputed.
+        It may join the pool that holds exactly one of its resources (a lone
+        member's pool is first re-rooted there) if its other resources are
+        free and its cap matches, or start a pool if all its resources are
+        free. Otherwise the pools it touches are dissolved.
         """
-        live = np.flatnonzero(self._on_links)
-        hops = np.take(self._hops, live, axis=0)
-        mark = np.zeros(len(self._cap), dtype=bool)
-        mark[touched] = True
-        count = -1
-        while True:
-            mark[_DUMMY] = False
-            inside = np.flatnonzero(_rows_any(np.take(mark, hops)))
-            if inside.size == count:
-                return np.take(live, inside), np.take(hops, inside, axis=0)
-            count = inside.size
-            mark[np.take(hops, inside, axis=0)] = True
-
-    def _share_links(self, touched: np.ndarray) -> bool:
-        """Max–min fair rates for the changed component, by progressive filling.
-
-        Returns whether there was anything to share.
-        """
-        flows, hops = self._component(touched)
-        if flows.size == 0:
+        if not self.pooled:
             return False
-        now = self.env.now
-        self._rem0[flows] = self._left(flows, now)
-        self._t0[flows] = now
-        cap = np.take(self._max_rate, flows)
-        n_res = len(self._cap)
-        spare = self._cap.copy()
-        rate = np.empty(flows.size)
-        open_ = np.arange(flows.size)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            while open_.size:
-                users = np.bincount(hops.ravel(), minlength=n_res)
-                users[_DUMMY] = 0
-                share = np.where(users > 0, spare / users, math.inf)
-                level = min(share.min(), cap.min())
-                limit = level * (1 + _LEVEL_TOL)
-                frozen = _rows_any(np.take(share <= limit, hops)) | (cap <= limit)
-                rate[open_[frozen]] = np.minimum(level, cap[frozen])
-                keep = np.flatnonzero(~frozen)
-                if keep.size == 0:
-                    break
-                done = np.take(hops, np.flatnonzero(frozen), axis=0)
-                spare -= level * np.bincount(done.ravel(), minlength=n_res)
-                np.maximum(spare, 0.0, out=spare)
-                open_, hops, cap = open_[keep], np.take(hops, keep, axis=0), cap[keep]
-        self._rate[flows] = rate
-        self._finish[flows] = now + self._rem0[flows] / rate
+        route, caps, owner, filled = flow.route, self._caps, self._owner, self._filled
+        pool, root, clash = None, -1, False
+        for r in route:
+            if filled[r]:
+                clash = True
+            if owner[r] is not None:
+                clash = clash or pool is not None
+                pool, root = owner[r], r
+        if clash:
+            self._dissolve({owner[r] for r in route} - {None}, now)
+            return False
+        if pool is None:
+            # the widest resource is the likeliest to be shared (a server's NIC)
+            root = max(reversed(route), key=caps.__getitem__)
+            pool = Pool(root, caps[root], self._cap_without(flow, root), now)
+            self._pools.add(pool)
+        else:
+            if pool.resource != root and len(pool.heap) == 1:
+                lone = pool.heap[0][2]
+                pool.reroot(root, caps[root], self._cap_without(lone, root))
+            if pool.resource != root or pool.cap != self._cap_without(flow, root):
+                self._dissolve({pool}, now)
+                return False
+        for r in route:
+            owner[r] = pool
+        pool.join(flow, flow.amount, next(self._seq), now)
+        if self._rerate(pool, now) < self._wake_at:
+            self._arm()
         return True
 
-    def _share_resource(self, resource: int) -> bool:
-        """Max–min shares of one generic resource among its jobs, in closed form.
+    def _cap_without(self, flow: _Flow, root: int) -> float:
+        """A pooled flow's own cap: its ``max_rate`` and every resource but the pool's."""
+        caps, cap = self._caps, flow.max_rate
+        for r in flow.route:
+            if r != root and caps[r] < cap:
+                cap = caps[r]
+        return cap
 
-        With caps sorted c₁ ≤ … ≤ cₙ and capacity C, the fair level is the
-        first L_k = (C − c₁ − … − c_{k−1}) / (n − k + 1) with c_k ≥ L_k: jobs
-        capped below it keep their caps, the rest get it. Returns whether the
-        resource has jobs.
-        """
-        slots = self._jobs[resource]
-        if not slots:
-            return False
-        now = self.env.now
-        if len(slots) == 1:
-            # A lone job (a GPU's compute, most often) gets min(its cap, capacity):
-            # the same arithmetic in Python floats, without a dozen numpy calls.
-            (job,) = slots
-            left = float(self._rem0[job]) - float(self._rate[job]) * (now - float(self._t0[job]))
-            rate = min(float(self._max_rate[job]), float(self._cap[resource]))
-            self._rem0[job] = left
-            self._t0[job] = now
-            self._rate[job] = rate
-            self._finish[job] = now + left / rate
-            return True
-        jobs = np.fromiter(slots, dtype=np.intp, count=len(slots))
-        self._rem0[jobs] = self._left(jobs, now)
-        self._t0[jobs] = now
-        cap = self._max_rate[jobs]
-        caps = np.sort(cap)
-        before = np.concatenate(([0.0], np.cumsum(caps[:-1])))
-        levels = (self._cap[resource] - before) / np.arange(len(caps), 0, -1)
-        reach = np.flatnonzero(caps >= levels)
-        rate = np.minimum(cap, levels[reach[0]]) if reach.size else cap
-        self._rate[jobs] = rate
-        self._finish[jobs] = now + self._rem0[jobs] / rate
-        return True
+    def _dissolve(self, pools: set[Pool | None], now: float) -> None:
+        """Move the members of ``pools`` to progressive filling with what they have left."""
+        for pool in pools:
+            assert pool is not None
+            for flow, left in pool.drain(now):
+                for r in flow.route:
+                    self._owner[r] = None
+                flow.left = left
+                self._fill(flow)
+            self._pools.discard(pool)
+
+    def _fill(self, flow: _Flow) -> None:
+        for r in flow.route:
+            self._filled[r] += 1
+        self._to_fill.append(flow)
+        self._request_settle()
 
     def _arm(self) -> None:
-        """Keep exactly one live wake-up, at the earliest completion."""
-        wake_at = float(self._finish.min())  # inf in free slots
-        if wake_at == self._wake_at:
+        """Keep one live wake-up, no later than the earliest completion.
+
+        A wake-up already due sooner is kept (it re-arms when it finds nothing
+        done): an incast's finish moves later with every arrival, and moving
+        the wake-up each time would cost an event per arrival.
+        """
+        wakes = self._pool_wakes
+        while wakes and wakes[0][2] != wakes[0][3].version:
+            heapq.heappop(wakes)  # superseded by a re-rate
+        wake_at = min(wakes[0][0] if wakes else math.inf, self._filling.next_finish())
+        if wake_at >= self._wake_at:
             return
         self._generation += 1
         self._wake_at = wake_at
@@ -458,29 +406,32 @@ class FlowNetwork:
         return wake
 
     def _complete(self) -> None:
-        """Finish every flow done by now; their resources get re-shared at settle."""
+        """Finish every flow done by now; pools re-rate at once, progressive filling at settle."""
         now = self.env.now
         self._wake_at = math.inf
-        done = np.flatnonzero(self._finish <= now + _TIME_TOL * max(now, 1.0))
-        hops = self._hops[done]
-        np.add.at(self._carried, hops, self._size[done][:, None])
-        on_links = self._on_links[done]
-        if on_links.any():
-            self._touched.append(hops[on_links].ravel())
-        for slot, resource in zip(
-            done[~on_links].tolist(), hops[~on_links, 0].tolist(), strict=True
-        ):
-            self._jobs[resource].discard(slot)
-            self._touched_jobs.add(resource)
-        self._on_links[done] = False
-        self._rate[done] = 0.0
-        self._finish[done] = math.inf
-        self._hops[done] = _DUMMY
-        flows = self._flow
-        for slot in done.tolist():
-            flow = flows[slot]
-            assert flow is not None
-            flows[slot] = None
+        tol = _TIME_TOL * max(now, 1.0)
+        done_flows: list[_Flow] = []
+        wakes = self._pool_wakes
+        while wakes and wakes[0][0] <= now + tol:
+            _, _, version, pool = heapq.heappop(wakes)
+            if version != pool.version:
+                continue
+            carried = self._pool_carried
+            for flow in pool.pop_done(now, tol):
+                for r in flow.route:
+                    carried[r] += flow.amount
+                    self._owner[r] = None
+                done_flows.append(flow)
+            if pool.heap:
+                self._owner[pool.resource] = pool
+                self._rerate(pool, now)
+            else:
+                self._pools.discard(pool)
+        if self._filling.live_count:
+            filled = self._filling.complete(now + tol, self._filled)
+            if filled:
+                done_flows += filled
+                self._request_settle()
+        for flow in done_flows:
             flow.arrive()
-        self._free += done.tolist()
-        self._request_settle()
+        self._arm()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,25 @@ from pslab.scenario import Scenario
 from sim.executor import SimExecutor, SimResult
 from sim.netns_platform import NetnsPlatform
 from sim.platform import LocalPlatform, NominalPlatform
-from sim.topology import build_cluster
+from sim.topology import build_cluster, graph_topology
 
 
-def simulate(scenario: Scenario, base_dir: Path | None = None) -> SimResult:
+def simulate(
+    scenario: Scenario,
+    base_dir: Path | None = None,
+    on_start: Callable[[SimExecutor], None] | None = None,
+) -> SimResult:
+    """``on_start`` sees the executor before it runs (the CLI's progress bar polls it).
+    A graph topology's workers are the graph's hosts (``graph_topology``)."""
+    cluster = build_cluster(scenario.topology, base_dir)
+    topology = graph_topology(scenario.topology, cluster)
+    if topology is not scenario.topology:
+        scenario = scenario.model_copy(update={"topology": topology})
     plan = build_plan(scenario)
-    platform = NominalPlatform(build_cluster(scenario.topology, base_dir))
-    return SimExecutor(scenario, plan, platform).run()
+    executor = SimExecutor(scenario, plan, NominalPlatform(cluster))
+    if on_start is not None:
+        on_start(executor)
+    return executor.run()
 
 
 def emulated_scenario(scenario: Scenario, profile: Profile) -> Scenario:
@@ -89,7 +102,12 @@ def simulate_emulated(scenario: Scenario, profile: Profile, phases: int = PHASES
     return first
 
 
-def simulate_to(scenario: Scenario, out_dir: Path, base_dir: Path | None = None) -> SimResult:
-    result = simulate(scenario, base_dir)
+def simulate_to(
+    scenario: Scenario,
+    out_dir: Path,
+    base_dir: Path | None = None,
+    on_start: Callable[[SimExecutor], None] | None = None,
+) -> SimResult:
+    result = simulate(scenario, base_dir, on_start)
     write_results(out_dir, scenario, result.metrics, result.trace)
     return result

@@ -10,7 +10,12 @@ behind an intra-node switch ``n{i}/nvs`` (NVLink/PCIe), parameter-server hosts
 ``ps{k}``, the cluster switch ``sw``; fat-tree switches ``core{c}``,
 ``pod{p}/agg{a}``, ``pod{p}/edge{e}``. GPU traffic to another node goes
 gpu → nvs → host → network, which is how a GPU's data leaves a node without
-GPUDirect; traffic between GPUs of one node stays on the nvs.
+GPUDirect; traffic between GPUs of one node stays on the nvs. With a
+``pcie_link`` each GPU instead reaches its host over its own PCIe link (via a
+port ``n{i}/gpu{j}/pcie``) and the nvs joins only GPUs (NVLink/NVSwitch); with
+``nics_per_node`` the host reaches the network through NICs ``n{i}/nic{k}``,
+each at ``inter_link``; with ``gpudirect`` a GPU's PCIe port links straight to
+a NIC, so its data skips the host.
 
 Routing is shortest path by hop count. Among equal-length paths the choice is
 a hash of the vertex pair, as ECMP does: deterministic, yet different pairs
@@ -91,9 +96,10 @@ class Cluster:
 def _shortest_path(g: nx.Graph, src: str, dst: str, seed: int) -> list[str]:
     """A fewest-hop path; ``seed`` picks among equal ones (ECMP-style hashing).
 
-    Bidirectional BFS, always growing the smaller frontier, so a route costs
-    the neighbourhoods of its two ends, not a search of the whole cluster
-    (a switch with a thousand hosts is met, never expanded). Every vertex keeps
+    Bidirectional BFS, always growing the frontier with fewer edges to scan,
+    so a route costs the neighbourhoods of its two ends, not a search of the
+    whole cluster (a switch with ten thousand hosts is met, never expanded:
+    expanding it for every route made 10,240 workers' routes quadratic). Every vertex keeps
     all its parents of the previous level, so the vertices where the two
     searches meet, and the parents walked back from them, cover every
     shortest path; the seed chooses one at each step.
@@ -104,7 +110,7 @@ def _shortest_path(g: nx.Graph, src: str, dst: str, seed: int) -> list[str]:
     frontiers = ([src], [dst])
     meet: list[str] = []
     while not meet:
-        side = 0 if len(frontiers[0]) <= len(frontiers[1]) else 1
+        side = 0 if _reach(g, frontiers[0]) <= _reach(g, frontiers[1]) else 1
         mine, other = parents[side], parents[1 - side]
         found: dict[str, None] = {}
         for v in frontiers[side]:
@@ -129,6 +135,11 @@ def _shortest_path(g: nx.Graph, src: str, dst: str, seed: int) -> list[str]:
     return halves[0][::-1] + halves[1][1:]
 
 
+def _reach(g: nx.Graph, frontier: list[str]) -> int:
+    """Edges that growing ``frontier`` would scan."""
+    return sum(g.degree(v) for v in frontier)
+
+
 def build_cluster(topo: Topology, base_dir: Path | None = None) -> Cluster:
     """Build the cluster a topology describes; ``base_dir`` resolves a GraphML path."""
     if topo.preset == "graph":
@@ -136,8 +147,7 @@ def build_cluster(topo: Topology, base_dir: Path | None = None) -> Cluster:
         return _explicit(topo, topo.graph, base_dir or Path.cwd())
     g = nx.Graph()
     node_hosts = [f"n{i}" for i in range(topo.nodes)]
-    for host in node_hosts:
-        _add_node(g, topo, host)
+    uplinks = {host: _add_node(g, topo, host) for host in node_hosts}
     servers = [f"ps{k}" for k in range(topo.servers)]
     for ps in servers:
         g.add_node(ps, kind="host", cores=topo.server_cores)
@@ -149,13 +159,14 @@ def build_cluster(topo: Topology, base_dir: Path | None = None) -> Cluster:
             _add_link(g, ps, node_hosts[0], topo.server_link or topo.intra_link)
     elif topo.preset == "cluster":
         g.add_node("sw", kind="switch")
-        for host in node_hosts:
-            _add_link(g, host, "sw", topo.inter_link)
+        for port in itertools.chain.from_iterable(uplinks.values()):
+            _add_link(g, port, "sw", topo.inter_link)
         for ps in servers:
             _add_link(g, ps, "sw", server_link)
     else:
         edges = _fat_tree_switches(g, topo.fat_tree_k, topo.core_link or topo.inter_link)
-        attached = [(h, topo.inter_link) for h in node_hosts] + [(s, server_link) for s in servers]
+        attached = [(p, topo.inter_link) for h in node_hosts for p in uplinks[h]]
+        attached += [(s, server_link) for s in servers]
         capacity = len(edges) * (topo.fat_tree_k // 2)
         if len(attached) > capacity:
             raise TopologyError(
@@ -178,18 +189,32 @@ def _add_link(g: nx.Graph, a: str, b: str, link: Link) -> None:
     g.add_edge(a, b, bandwidth=link.bandwidth, latency=link.latency, name=f"{a}<->{b}")
 
 
-def _add_node(g: nx.Graph, topo: Topology, host: str) -> None:
-    """One node shaped as ``single_node``: a host and its GPUs on an intra-node switch."""
+def _add_node(g: nx.Graph, topo: Topology, host: str) -> list[str]:
+    """One node shaped as ``single_node``: a host and its GPUs on an intra-node switch.
+    Returns the vertices that attach the node to the network (the host or its NICs)."""
     g.add_node(host, kind="host", cores=topo.cores_per_node)
+    nics = [f"{host}/nic{k}" for k in range(topo.nics_per_node or 0)]
+    for nic in nics:  # a NIC sits on the host's PCIe
+        g.add_node(nic, kind="nic")
+        _add_link(g, host, nic, topo.pcie_link or topo.intra_link)
     if topo.gpus_per_node == 0:
-        return
+        return nics or [host]
     nvs = f"{host}/nvs"
     g.add_node(nvs, kind="switch")
-    _add_link(g, host, nvs, topo.intra_link)
+    if topo.pcie_link is None:
+        _add_link(g, host, nvs, topo.intra_link)
     for j in range(topo.gpus_per_node):
         gpu = f"{host}/gpu{j}"
         g.add_node(gpu, kind="gpu")
         _add_link(g, gpu, nvs, topo.intra_link)
+        if topo.pcie_link is not None:
+            port = f"{gpu}/pcie"
+            g.add_node(port, kind="switch")
+            _add_link(g, gpu, port, topo.pcie_link)
+            _add_link(g, port, host, Link(bandwidth=topo.pcie_link.bandwidth))
+            if topo.gpudirect and nics:
+                _add_link(g, port, nics[j * len(nics) // topo.gpus_per_node], topo.pcie_link)
+    return nics or [host]
 
 
 def _fat_tree_switches(g: nx.Graph, k: int, link: Link) -> list[str]:
@@ -244,7 +269,7 @@ def _explicit(topo: Topology, spec: ExplicitGraph, base_dir: Path) -> Cluster:
     if spec.graphml is not None:
         _load_graphml(g, base_dir / spec.graphml)
     for node in spec.nodes:
-        g.add_node(node.name, kind=node.kind, server=node.server, cores=node.cores)
+        g.add_node(node.name, kind=node.kind, server=node.server, cores=node.cores, gpus=node.gpus)
     for link in spec.links:
         for end in (link.a, link.b):
             if end not in g:
@@ -255,12 +280,19 @@ def _explicit(topo: Topology, spec: ExplicitGraph, base_dir: Path) -> Cluster:
     node_hosts = [h for h in all_hosts if not g.nodes[h]["server"]]
     if not node_hosts:
         raise TopologyError("graph topology has no worker host (a kind: host node without server)")
+    if "nodes" in topo.model_fields_set and topo.nodes != len(node_hosts):
+        raise TopologyError(
+            f"topology.nodes: {topo.nodes}, but topology.graph has {len(node_hosts)} worker "
+            "hosts; a graph's hosts are its nodes (leave nodes out)"
+        )
     hosts: dict[str, int] = {}
     for h in all_hosts:
         default = topo.server_cores if g.nodes[h]["server"] else topo.cores_per_node
         hosts[h] = g.nodes[h]["cores"] = g.nodes[h]["cores"] or default
+    declared = {h: g.nodes[h].get("gpus") for h in all_hosts}
     for v in g.nodes:
         g.nodes[v].pop("server", None)
+        g.nodes[v].pop("gpus", None)
         if g.nodes[v]["kind"] != "host":
             g.nodes[v].pop("cores", None)
     owner = _nearest_host(g, all_hosts)
@@ -268,8 +300,56 @@ def _explicit(topo: Topology, spec: ExplicitGraph, base_dir: Path) -> Cluster:
     for v, d in g.nodes(data=True):
         if d["kind"] == "gpu" and v in owner:
             gpus[owner[v]].append(v)
+    for h, count in declared.items():
+        if count is not None and gpus[h] and count != len(gpus[h]):
+            raise TopologyError(f"graph host {h!r}: gpus: {count}, but {len(gpus[h])} gpu vertices")
+        if count and not gpus[h]:
+            gpus[h] = _add_gpus(g, topo, h, count)
     workers, worker_host, node_of_worker = _place_workers(node_hosts, gpus, topo.workers_per_node)
     return Cluster(g, workers, worker_host, node_of_worker, node_hosts, servers, hosts)
+
+
+def _add_gpus(g: nx.Graph, topo: Topology, host: str, count: int) -> list[str]:
+    """``count`` GPUs behind ``host`` on an intra-node switch, as the presets build them."""
+    nvs = f"{host}/nvs"
+    g.add_node(nvs, kind="switch")
+    _add_link(g, host, nvs, topo.intra_link)
+    names = [f"{host}/gpu{j}" for j in range(count)]
+    for gpu in names:
+        g.add_node(gpu, kind="gpu")
+        _add_link(g, gpu, nvs, topo.intra_link)
+    return names
+
+
+def graph_topology(topo: Topology, cluster: Cluster) -> Topology:
+    """A graph topology with the worker layout its graph gives: its worker hosts as
+    ``nodes``, their GPU count as ``gpus_per_node`` (0 for CPU hosts, never a default GPU).
+
+    The plan lays workers out node by node with the same count on every node, so
+    hosts that differ are an error; so is a ``gpus_per_node`` the graph contradicts.
+    """
+    if topo.preset != "graph":
+        return topo
+    kinds = cluster.graph.nodes
+    per_host: dict[str, list[str]] = {h: [] for h in cluster.node_hosts}
+    for worker, host in zip(cluster.workers, cluster.worker_host, strict=True):
+        per_host[host].append(worker)
+    shapes = {
+        h: (len(ws), len({w for w in ws if kinds[w]["kind"] == "gpu"}))
+        for h, ws in per_host.items()
+    }
+    if len(set(shapes.values())) > 1:
+        shown = ", ".join(f"{h}: {n} workers on {k} GPUs" for h, (n, k) in shapes.items())
+        raise TopologyError(
+            f"topology.graph: every worker host needs the same workers and GPUs ({shown})"
+        )
+    _, gpus = next(iter(shapes.values()))
+    if "gpus_per_node" in topo.model_fields_set and topo.gpus_per_node != gpus:
+        raise TopologyError(
+            f"topology.gpus_per_node: {topo.gpus_per_node}, but topology.graph's hosts have "
+            f"{gpus} GPUs each (set gpus per graph node instead)"
+        )
+    return topo.model_copy(update={"nodes": len(cluster.node_hosts), "gpus_per_node": gpus})
 
 
 def _nearest_host(g: nx.Graph, hosts: Iterable[str]) -> dict[str, str]:
@@ -286,7 +366,7 @@ def _nearest_host(g: nx.Graph, hosts: Iterable[str]) -> dict[str, str]:
 
 
 def _load_graphml(g: nx.Graph, path: Path) -> None:
-    """Read GraphML: node ``kind``/``cores``/``server``, edge ``bandwidth``/``latency``.
+    """Read GraphML: node ``kind``/``cores``/``server``/``gpus``, edge ``bandwidth``/``latency``.
 
     Attribute values may be numbers or strings with units ("10Gb/s", "2us").
     """
@@ -298,12 +378,13 @@ def _load_graphml(g: nx.Graph, path: Path) -> None:
         kind = str(d.get("kind", "host"))
         if kind not in _KINDS:
             raise TopologyError(f"{path}: node {v!r} has kind {kind!r}, expected one of {_KINDS}")
-        cores = d.get("cores")
+        cores, gpus = d.get("cores"), d.get("gpus")
         g.add_node(
             str(v),
             kind=kind,
             server=_truthy(d.get("server", False)),
             cores=None if cores is None else int(cores),
+            gpus=None if gpus is None else int(gpus),
         )
     for a, b, d in raw.edges(data=True):
         if "bandwidth" not in d:

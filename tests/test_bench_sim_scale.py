@@ -30,7 +30,18 @@ def test_tiny_grid_prints_one_json_line_with_every_figure(
     root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bench = _load(root)
-    returned = bench.main(["--workers", "4,16", "--iterations", "10", "--bare-timeouts", "50"])
+    returned = bench.main(
+        [
+            "--workers",
+            "4,16",
+            "--iterations",
+            "10",
+            "--bare-timeouts",
+            "50",
+            "--straggler-workers",
+            "",
+        ]
+    )
     last = capsys.readouterr().out.strip().splitlines()[-1]
     report = json.loads(last)
     assert report == json.loads(json.dumps(returned))
@@ -57,6 +68,54 @@ def test_tiny_grid_prints_one_json_line_with_every_figure(
     assert set(report["loglog_slope"]) == {"sync_ps", "allreduce"}
     assert all(isinstance(s, float) for s in report["loglog_slope"].values())
     assert report["wall_1024_sync_ps_s"] is None  # 1,024 workers were not in this grid
+    assert report["straggler_cases"] == [] and report["targets"] == {}
+
+
+@pytest.mark.slow
+def test_straggler_cases_run_one_process_each_beside_simgrid(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Straggler cases run in child processes (their own peak RSS), and in SimGrid where
+    /usr/bin/python3 has it."""
+    bench = _load(root)
+    report = bench.main(
+        [
+            *("--workers", "", "--bare-timeouts", "20", "--straggler-workers", "6"),
+            *("--straggler-iterations", "4", "--straggler-algos", "sync_ps,async_ps"),
+        ]
+    )
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(
+        json.dumps(report)
+    )
+    stragglers = report["straggler_cases"]
+    assert [(c["algo"], c["workers"], c["iterations"]) for c in stragglers] == [
+        ("sync_ps", 6, 4),
+        ("async_ps", 6, 4),
+    ]
+    for c in stragglers:
+        assert c["stragglers"] and c["events"] > 0 and c["peak_rss_mb"] > 0
+        assert c["cpu_s"] > 0
+        assert c["iteration_time_s"] > 0.05  # compute alone averages 50 ms
+        simgrid = c["simgrid"]
+        if "skipped" not in simgrid:  # python3-simgrid is installed here
+            assert simgrid["wall_s"] > 0 and simgrid["cpu_s"] > 0
+            assert simgrid["pslab_over_simgrid"] == pytest.approx(c["wall_s"] / simgrid["wall_s"])
+            # the same case in another simulator: iteration times close, not equal
+            # (other random draws, no GPU hop in SimGrid's star)
+            assert simgrid["iteration_time_s"] == pytest.approx(c["iteration_time_s"], rel=0.15)
+    for slopes in (report["straggler_loglog_slope"], report["straggler_loglog_slope_cpu"]):
+        assert slopes == {"sync_ps": None, "async_ps": None}  # one size: no slope
+    targets = report["targets"]
+    assert targets["peak_rss_mb"]["case"] == "sync_ps 6x4"  # the first of the biggest
+    assert targets["peak_rss_mb"]["met"] == (targets["peak_rss_mb"]["measured"] < 2048)
+    assert "sync_ps_10240x100_wall_s" not in targets  # not in this grid
+
+
+def test_straggler_scenarios_draw_lognormal_compute(root: Path) -> None:
+    bench = _load(root)
+    compute = bench.scenario_for("async_ps", 16, 5, stragglers=True).workload.compute_time
+    assert (compute.dist, compute.mean, compute.cv) == ("lognormal", 0.05, 0.2)
+    assert bench.scenario_for("sync_ps", 16, 5).workload.compute_time == 0.05
 
 
 def test_bare_simpy_event_count_is_what_simpy_processes(root: Path) -> None:

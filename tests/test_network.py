@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pslab.scenario import ExplicitGraph, GraphLink, GraphNode, Link, Topology
 from sim.network import FlowNetwork
@@ -351,3 +353,88 @@ def test_matches_a_plain_reference_on_random_workloads(seed: int) -> None:
     )
     got, want = random_case(build_cluster(topo), seed)
     assert got == pytest.approx(want, rel=1e-9)
+
+
+# -- pools (one bottleneck, virtual clock) against progressive filling alone
+
+
+@st.composite
+def flow_sets(draw: st.DrawFn) -> tuple[Cluster, list[tuple[float, str, str, float, float]]]:
+    """A random connected graph (a star with extra links, few bandwidths so that caps tie
+    and pools form) and transfers or CPU jobs on a coarse start grid, some capped.
+
+    A flow is (start, src, dst, amount, max_rate); src == "cpu" is a job on cpu:h0.
+    """
+    hosts = [f"h{i}" for i in range(draw(st.integers(2, 7)))]
+    bws = st.sampled_from([B, B, 2 * B, 4 * B])
+    links = [(h, "sw", draw(bws)) for h in hosts]
+    for a, b in draw(
+        st.lists(st.tuples(st.sampled_from(hosts), st.sampled_from(hosts)), max_size=4)
+    ):
+        if a < b and all({a, b} != {x, y} for x, y, _ in links):
+            links.append((a, b, draw(bws)))
+    flows = []
+    for _ in range(draw(st.integers(1, 24))):
+        at = draw(st.integers(0, 5)) * 1e-3
+        cap = draw(st.sampled_from([math.inf, math.inf, math.inf, 0.3 * B]))
+        if draw(st.integers(0, 5)) == 0:
+            flows.append((at, "cpu", "", draw(st.sampled_from([1e-3, 2.5e-3])), 1.0))
+        else:
+            src, dst = draw(st.permutations(hosts))[:2]
+            flows.append((at, src, dst, draw(st.sampled_from([0.5, 1.0, 2.0])) * M, cap))
+    return graph(links), flows
+
+
+def finish_times(
+    cluster: Cluster, flows: list[tuple[float, str, str, float, float]], pooled: bool
+) -> tuple[list[float], dict[str, float]]:
+    env = simpy.Environment()
+    net = FlowNetwork(env, cluster, pooled=pooled)
+    net.add_resource("cpu:h0", 2.0)
+    done = [math.nan] * len(flows)
+
+    def one(i: int, at: float, src: str, dst: str, amount: float, cap: float) -> Any:
+        yield env.timeout(at)
+        if src == "cpu":
+            yield net.work("cpu:h0", amount, max_rate=cap)
+        else:
+            yield net.transfer(src, dst, amount, max_rate=cap)
+        done[i] = env.now
+
+    for i, flow in enumerate(flows):
+        env.process(one(i, *flow))
+    env.run()
+    stats = {s["name"]: s["bytes"] for s in net.link_stats(env.now)}
+    stats["cpu"] = net.carried("cpu:")
+    return done, stats
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(flow_sets())
+def test_pools_give_the_completion_times_of_progressive_filling(
+    case: tuple[Cluster, list[tuple[float, str, str, float, float]]],
+) -> None:
+    cluster, flows = case
+    pooled, pooled_bytes = finish_times(cluster, flows, pooled=True)
+    filled, filled_bytes = finish_times(cluster, flows, pooled=False)
+    assert pooled == pytest.approx(filled, rel=1e-9)
+    assert pooled_bytes == pytest.approx(filled_bytes, rel=1e-9)
+
+
+def test_an_incast_with_stragglers_stays_pooled() -> None:
+    """Pushes arriving one by one share the server link on one clock: the closed form
+    of egalitarian sharing, and no flow ever goes through progressive filling."""
+    n = 64
+    cluster = star(n, latency=0.0)
+    env = simpy.Environment()
+    net = FlowNetwork(env, cluster)
+    gap = 0.1 * M / B  # a new push every tenth of a lone push's time
+    done = launch(env, net, [(k * gap, w, "ps0", M) for k, w in enumerate(cluster.workers)])
+    env.run()
+    assert net._filling.live_count == 0 and not net._pools
+    filled = finish_times(
+        cluster, [(k * gap, w, "ps0", M, math.inf) for k, w in enumerate(cluster.workers)], False
+    )[0]
+    assert done == pytest.approx(filled, rel=1e-9)
+    # the server link never idles from the first start to the last end: n M / B in all
+    assert max(done) == pytest.approx(n * M / B, rel=1e-9)

@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 
 from pslab.scenario import ExplicitGraph, GraphLink, GraphNode, Link, Topology
-from sim.topology import build_cluster
+from sim.topology import build_cluster, graph_topology
 
 INTRA = Link(bandwidth=300e9, latency=1e-6)
 INTER = Link(bandwidth=1.25e9, latency=10e-6)
@@ -216,3 +216,52 @@ def test_graphml_errors(tmp_path: Path) -> None:
     bad = Topology(preset="graph", graph=ExplicitGraph(graphml="bad.graphml"))
     with pytest.raises(ValueError, match="toaster"):
         build_cluster(bad, base_dir=tmp_path)
+
+
+def _hosts_graph(nodes: list[GraphNode]) -> ExplicitGraph:
+    return ExplicitGraph(
+        nodes=[*nodes, GraphNode(name="sw", kind="switch")],
+        links=[GraphLink(a=n.name, b="sw", bandwidth=1e9) for n in nodes],
+    )
+
+
+def test_graph_hosts_are_the_workers_and_cpu_hosts_are_cpu_workers() -> None:
+    hosts = [GraphNode(name=f"h{i}") for i in range(16)] + [GraphNode(name="ps0", server=True)]
+    topo = Topology(preset="graph", graph=_hosts_graph(hosts))
+    cluster = build_cluster(topo)
+    laid_out = graph_topology(topo, cluster)
+    assert (laid_out.nodes, laid_out.gpus_per_node, laid_out.n_workers) == (16, 0, 16)
+    assert cluster.workers == [f"h{i}" for i in range(16)]
+
+
+def test_a_hosts_gpus_attribute_adds_its_gpus() -> None:
+    hosts = [GraphNode(name=f"h{i}", gpus=2) for i in range(3)]
+    topo = Topology(preset="graph", graph=_hosts_graph(hosts), intra_link=INTRA)
+    cluster = build_cluster(topo)
+    assert cluster.workers == [f"h{i}/gpu{j}" for i in range(3) for j in range(2)]
+    assert hops(cluster.route("h0/gpu1", "h2")) == ["h0/gpu1", "h0/nvs", "h0", "sw", "h2"]
+    assert cluster.graph.edges["h0/gpu0", "h0/nvs"]["bandwidth"] == INTRA.bandwidth
+    laid_out = graph_topology(topo, cluster)
+    assert (laid_out.nodes, laid_out.gpus_per_node, laid_out.n_workers) == (3, 2, 6)
+
+
+def test_graph_layout_errors_name_the_field() -> None:
+    from sim.topology import TopologyError
+
+    hosts = [GraphNode(name=f"h{i}") for i in range(16)]
+    with pytest.raises(TopologyError, match=r"topology\.nodes: 20, but .* 16 worker hosts"):
+        build_cluster(Topology(preset="graph", nodes=20, graph=_hosts_graph(hosts)))
+    topo = Topology(preset="graph", gpus_per_node=1, graph=_hosts_graph(hosts))
+    with pytest.raises(TopologyError, match=r"topology\.gpus_per_node: 1, but .* 0 GPUs"):
+        graph_topology(topo, build_cluster(topo))
+    mixed = [GraphNode(name="a", gpus=2), GraphNode(name="b")]
+    topo = Topology(preset="graph", graph=_hosts_graph(mixed))
+    with pytest.raises(TopologyError, match=r"topology\.graph: every worker host"):
+        graph_topology(topo, build_cluster(topo))
+    gpu = GraphNode(name="a/gpu0", kind="gpu")
+    spec = ExplicitGraph(
+        nodes=[GraphNode(name="a", gpus=2), gpu],
+        links=[GraphLink(a="a", b="a/gpu0", bandwidth=1e9)],
+    )
+    with pytest.raises(TopologyError, match="gpus: 2, but 1 gpu vertices"):
+        build_cluster(Topology(preset="graph", graph=spec))

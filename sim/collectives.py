@@ -1,0 +1,269 @@
+"""Collectives as the flows they make: rings as dataflows, rooted ones as fan-in/fan-out.
+
+A ring member moves on when its own data are in, as gloo's and NCCL's do: no
+barrier between the ring's steps (``ring_chain``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import simpy
+from simpy.events import NORMAL, PENDING
+
+from pslab import ops
+from pslab.algorithm_config import CollectiveAlgo
+from pslab.algorithms.base import Role
+
+if TYPE_CHECKING:
+    from pslab.scenario import Scenario
+    from sim.executor import Proc
+    from sim.network import FlowNetwork
+    from sim.numerics import Numerics
+    from sim.topology import Cluster
+
+# What a collective call is of: "allreduce", or ("reduce", root) for rooted ones.
+Kind = str | tuple[str, str]
+# Collective bodies start their work and succeed the event they are given when it ends.
+Body = Callable[[simpy.Event], None]
+
+
+def ring_chain(latency: list[float], steps: int) -> list[float]:
+    """Per member j, the latency of the ``steps`` ring links ending at j.
+
+    ``latency[k]`` is the link from member k to member k+1 (mod n). A chunk
+    that member j receives at the last step has crossed exactly those links.
+    """
+    n = len(latency)
+    prefix = np.concatenate(([0.0], np.cumsum(np.tile(latency, steps // n + 2))))
+    # links j-steps .. j-1, shifted by whole turns to stay non-negative
+    base = (steps // n + 1) * n
+    return [float(prefix[base + j] - prefix[base + j - steps]) for j in range(n)]
+
+
+@dataclass
+class Rendezvous:
+    """One collective call, gathered until all members arrived.
+
+    Every member waits on the same ``done`` event, so a call costs one event
+    for its members however many there are.
+    """
+
+    done: simpy.Event
+    arrived: int = 0
+
+
+class CollectiveOps:
+    """``SimExecutor``'s collective ops (a mixin: it reads the executor's state)."""
+
+    env: simpy.Environment
+    net: FlowNetwork
+    cluster: Cluster
+    scenario: Scenario
+    numerics: Numerics | None
+    endpoint: dict[str, str]
+    bpp: int
+    model_bytes: int
+    rendezvous: dict[tuple[Any, ...], Rendezvous]
+    seq: dict[tuple[Any, ...], int]
+    _group_ids: dict[tuple[str, ...], int]
+    _last_group: dict[tuple[str, Kind], tuple[tuple[str, ...], int]]
+    _latency: dict[tuple[str, str], float]
+
+    def _span_bytes(self, span: ops.Span) -> int:
+        return self.model_bytes if span is None else (span[1] - span[0]) * self.bpp
+
+    def _succeed_in(self, event: simpy.Event, delay: float) -> None:
+        """Succeed ``event`` ``delay`` seconds from now, as a Timeout would: one event, not two."""
+        if event._value is not PENDING:
+            raise RuntimeError(f"{event} has already been triggered")
+        event._ok = True
+        event._value = None
+        self.env.schedule(event, NORMAL, delay)
+
+    @staticmethod
+    def _when_all(events: list[simpy.Event], then: Callable[[], Any]) -> None:
+        """Call ``then`` once every one of ``events`` (all fresh) has been processed.
+
+        A countdown on the events' callbacks: what ``env.all_of`` does, without
+        the Condition's own event and bookkeeping, for waits nobody yields on.
+        """
+        left = len(events)
+        if left == 0:
+            then()
+            return
+
+        def one(_event: simpy.Event) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                then()
+
+        for event in events:
+            event.callbacks.append(one)
+
+    def _group_id(self, role: str, kind: Kind, group: tuple[str, ...]) -> int:
+        """A small int naming a group's value, remembered per (role, kind) by identity.
+
+        Programs mostly pass the same tuple object to every call of one kind,
+        so the by-value lookup (hashing and comparing every name) runs once,
+        not on every call. Only the last tuple per (role, kind) is held, so a
+        program that builds a fresh tuple per call keeps no more alive than
+        its calls in flight already do.
+        """
+        entry = self._last_group.get((role, kind))
+        if entry is None or entry[0] is not group:
+            gid = self._group_ids.setdefault(group, len(self._group_ids))
+            entry = self._last_group[role, kind] = (group, gid)
+        return entry[1]
+
+    def _collective(
+        self, role: Role, kind: Kind, group: tuple[str, ...], body: Body
+    ) -> simpy.Event:
+        """Join this role's next call of (kind, group); the last to arrive starts ``body``.
+
+        Calls are matched by their sequence number per role, so members meet
+        in the n-th call whatever order they arrive in. Returns the event that
+        succeeds, for every member at once, when ``body`` says the work is done.
+        """
+        gid = self._group_id(role.name, kind, group)
+        mine = (role.name, kind, gid)
+        n = self.seq[mine]
+        self.seq[mine] = n + 1
+        key = (kind, gid, n)
+        rv = self.rendezvous.get(key)
+        if rv is None:
+            rv = self.rendezvous[key] = Rendezvous(self.env.event())
+        rv.arrived += 1
+        if rv.arrived == len(group):
+            del self.rendezvous[key]
+            body(rv.done)
+        return rv.done
+
+    def _hop(self, a: str, b: str) -> float:
+        """Path latency from ``a`` to ``b`` (cached: rings ask for every pair every call)."""
+        latency = self._latency.get((a, b))
+        if latency is None:
+            latency = self._latency[a, b] = self.cluster.path_latency(a, b)
+        return latency
+
+    def _ring(self, members: list[str], nbytes: int, factor: float, done: simpy.Event) -> None:
+        """A ring collective: every member sends ``factor``·nbytes to its successor at once.
+
+        ``factor`` is 2(n−1)/n for all-reduce: S = 2(n−1) steps. The ring is a
+        dataflow, as gloo's and NCCL's are: a member sends step s once its own
+        step s−1 chunk is in, with no barrier between steps. Every step costs
+        a chunk's transfer, so member j's last chunk is in after the
+        bandwidth phase plus the latencies of the S links that chunk crossed,
+        the S ring links ending at j: ``ring_chain``. ``done`` succeeds when
+        the last member's is.
+        """
+        n = len(members)
+        if n < 2 or nbytes == 0:
+            done.succeed()
+            return
+        size = factor * nbytes
+        pairs = [(members[j], members[(j + 1) % n]) for j in range(n)]
+        latency = [self._hop(a, b) for a, b in pairs]
+        chain = max(ring_chain(latency, round(factor * n)))
+        bandwidth_end = 0.0
+
+        def sent(flow: int) -> Callable[[simpy.Event], None]:
+            def record(_event: simpy.Event) -> None:
+                nonlocal bandwidth_end
+                bandwidth_end = max(bandwidth_end, self.env.now - latency[flow])
+
+            return record
+
+        sends = [self.net.transfer(a, b, size, collective=True) for a, b in pairs]
+        for j, send in enumerate(sends):
+            send.callbacks.append(sent(j))
+        self._when_all(
+            sends, lambda: self._succeed_in(done, max(bandwidth_end + chain - self.env.now, 0.0))
+        )
+
+    def _ring_event(self, members: list[str], nbytes: int, factor: float) -> simpy.Event:
+        done = self.env.event()
+        self._ring(members, nbytes, factor, done)
+        return done
+
+    def _allreduce_body(self, group: tuple[str, ...], nbytes: int, done: simpy.Event) -> None:
+        n = len(group)
+        algo = self.scenario.algorithm  # only the variants with allreduce_algo choose
+        hierarchical = isinstance(algo, CollectiveAlgo) and algo.allreduce_algo == "hierarchical"
+        if hierarchical and all(g.startswith("worker-") for g in group):
+            proc = self.env.process(self._hierarchical(group, nbytes))
+            proc.callbacks.append(lambda _event: done.succeed())
+            return
+        self._ring([self.endpoint[g] for g in group], nbytes, 2 * (n - 1) / n, done)
+
+    def _hierarchical(self, group: tuple[str, ...], nbytes: int) -> Proc:
+        """Reduce-scatter inside each node, ring all-reduce across nodes, all-gather inside."""
+        by_node: dict[int, list[str]] = defaultdict(list)
+        for g in group:
+            rank = int(g.split("-", 1)[1])
+            by_node[self.cluster.node_of_worker[rank]].append(self.endpoint[g])
+        local = [v for v in by_node.values()]
+        g_size = max(len(v) for v in local)
+
+        def intra() -> Proc:
+            yield self.env.all_of(
+                [self._ring_event(m, nbytes, (len(m) - 1) / len(m)) for m in local]
+            )
+
+        yield from intra()
+        rings = [[m[j] for m in local if j < len(m)] for j in range(g_size)]
+        nodes = len(local)
+        yield self.env.all_of(
+            [self._ring_event(r, nbytes // g_size, 2 * (nodes - 1) / nodes) for r in rings]
+        )
+        yield from intra()
+
+    def _op_allreduce(self, role: Role, op: ops.AllReduce) -> Proc:
+        nbytes = self._span_bytes(op.span)
+
+        def body(done: simpy.Event) -> None:
+            if self.numerics is not None:
+                self.numerics.allreduce(op.group, op.buf, op.span, op.average)
+            self._allreduce_body(op.group, nbytes, done)
+
+        yield self._collective(role, "allreduce", op.group, body)
+        return None, nbytes
+
+    def _op_reduce(self, role: Role, op: ops.Reduce) -> Proc:
+        nbytes = self._span_bytes(op.span)
+        root = self.endpoint[op.root]
+
+        def body(done: simpy.Event) -> None:
+            if self.numerics is not None:
+                self.numerics.reduce(op.group, op.root, op.buf, op.span)
+            sends = [
+                self.net.transfer(src, root, nbytes)
+                for src in map(self.endpoint.__getitem__, op.group)
+                if src != root  # the root's own share stays put: no time, no event
+            ]
+            self._when_all(sends, done.succeed)
+
+        yield self._collective(role, ("reduce", op.root), op.group, body)
+        return None, nbytes
+
+    def _op_broadcast(self, role: Role, op: ops.Broadcast) -> Proc:
+        nbytes = self._span_bytes(op.span)
+        root = self.endpoint[op.root]
+
+        def body(done: simpy.Event) -> None:
+            if self.numerics is not None:
+                self.numerics.broadcast(op.group, op.root, op.buf, op.span)
+            sends = [
+                self.net.transfer(root, dst, nbytes)
+                for dst in map(self.endpoint.__getitem__, op.group)
+                if dst != root
+            ]
+            self._when_all(sends, done.succeed)
+
+        yield self._collective(role, ("broadcast", op.root), op.group, body)
+        return None, nbytes

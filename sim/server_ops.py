@@ -1,0 +1,130 @@
+"""The parameter server's side of the simulator: shards, their rounds, pushes and pulls.
+
+Shards are separate servers, as ps-lite's, BytePS's and the gRPC emulator's
+are: a worker's push to each shard is served when that part is in, and each
+shard answers pulls as soon as its own round closes (its own n pushes, under
+BSP), not when every shard's has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import simpy
+
+from pslab import ops
+from pslab.algorithms.base import Role, server_name
+from pslab.policies import StalenessPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sim.costs import Costs
+    from sim.executor import Proc
+    from sim.network import FlowNetwork
+    from sim.numerics import Numerics
+    from sim.platform import LocalPlatform, NominalPlatform
+
+
+@dataclass
+class Shard:
+    index: int
+    host: str
+    offset: int
+    length: int
+    policy: StalenessPolicy
+    waiters: list[tuple[int, simpy.Event]] = field(default_factory=list)
+    # True while a closed round's mean is being applied: the policy's version
+    # has moved on, the parameters have not yet, so pulls wait (the gRPC
+    # server does both under one lock, so no pull sees the gap there).
+    applying: bool = False
+
+
+class ServerOps:
+    """``SimExecutor``'s push and pull ops (a mixin: it reads the executor's state)."""
+
+    env: simpy.Environment
+    net: FlowNetwork
+    platform: NominalPlatform | LocalPlatform
+    costs: Costs
+    shards: list[Shard]
+    numerics: Numerics | None
+    endpoint: dict[str, str]
+    bpp: int
+    model_bytes: int
+    _span: Callable[..., None]
+
+    def _op_push(self, role: Role, op: ops.Push) -> Proc:
+        src = self.endpoint[role.name]
+        if len(self.shards) == 1:  # the common case, without helper processes and conditions
+            yield from self._push_shard(src, self.shards[0], role, op)
+        else:  # each shard serves its part when that part is in, as separate servers do
+            yield self.env.all_of(
+                [self.env.process(self._push_shard(src, s, role, op)) for s in self.shards]
+            )
+        return None, self.model_bytes
+
+    def _push_shard(self, src: str, shard: Shard, role: Role, op: ops.Push) -> Proc:
+        yield self.net.transfer(src, shard.host, shard.length * self.bpp)
+        yield from self._serve_push(shard, role, op)
+
+    def _serve_push(self, shard: Shard, role: Role, op: ops.Push) -> Proc:
+        start = self.env.now
+        nbytes = shard.length * self.bpp
+        yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
+        aggregate = shard.policy.aggregate
+        received = (
+            self.numerics.pushed(shard.index, role.name, op.buf, aggregate)
+            if self.numerics is not None
+            else None
+        )
+        applied = shard.policy.on_push(role.rank, op.version)
+        if applied is None:
+            return
+        if shard.policy.aggregate:  # the round's mean is applied once all pushes are in
+            shard.applying = True
+            yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
+            shard.applying = False
+        if self.numerics is not None:
+            total = None if aggregate else received
+            self.numerics.apply(shard.index, total, len(applied.workers), op.mode)
+        self._span(
+            server_name(shard.index),
+            "apply",
+            "server",
+            start,
+            op.iteration,
+            nbytes,
+            args={"staleness": applied.staleness, "version": applied.version},
+            host=shard.host,
+        )
+        self._release(shard)
+
+    def _release(self, shard: Shard) -> None:
+        still = []
+        for worker, event in shard.waiters:
+            if shard.policy.may_pull(worker):
+                event.succeed()
+            else:
+                still.append((worker, event))
+        shard.waiters = still
+
+    def _op_pull(self, role: Role, op: ops.Pull) -> Proc:
+        """Each shard answers as soon as it may (its own round closed), not when all have:
+        ps-lite, BytePS and the gRPC emulator's shards are separate servers."""
+        if len(self.shards) == 1:
+            yield from self._pull_shard(self.shards[0], role, op)
+        else:
+            shards = [self.env.process(self._pull_shard(s, role, op)) for s in self.shards]
+            yield self.env.all_of(shards)
+        return min(s.policy.version for s in self.shards), self.model_bytes
+
+    def _pull_shard(self, shard: Shard, role: Role, op: ops.Pull) -> Proc:
+        if shard.applying or not shard.policy.may_pull(role.rank):
+            gate = self.env.event()
+            shard.waiters.append((role.rank, gate))
+            yield gate
+        if self.numerics is not None:  # the server streams the version it has now
+            self.numerics.pulled(shard.index, role.name, op.buf)
+        yield self.net.transfer(shard.host, self.endpoint[role.name], shard.length * self.bpp)
