@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from grpc_ps.launch import launch
+from pslab.algorithm_config import switch_variant
 from pslab.scenario import Scenario, load_scenario
 from pslab.trace import Trace
 from sim.run import simulate
@@ -113,7 +114,7 @@ def two_level(base: Scenario) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in VARIANTS:
         data = base.model_dump(mode="json")
-        data["algorithm"]["name"] = name
+        data["algorithm"] = switch_variant(data["algorithm"], name)
         scenario = Scenario.model_validate(data)
         t0 = time.perf_counter()
         sim = simulate(scenario)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pslab.budget import check_budget
+from pslab.outputs import check_out_dir
 from pslab.scenario import Scenario, ScenarioError, load_scenario
 from pslab.trace import Trace
 
@@ -85,19 +87,25 @@ def _resolve(scenario: ScenarioLike, overrides: dict[str, Any]) -> tuple[Scenari
     return scenario, base
 
 
-def simulate(scenario: ScenarioLike, out_dir: str | Path | None = None, **overrides: Any) -> Result:
+def simulate(
+    scenario: ScenarioLike,
+    out_dir: str | Path | None = None,
+    force: bool = False,
+    **overrides: Any,
+) -> Result:
     """Predict ``scenario`` (a Scenario or a YAML path) with the SimPy model.
 
     ``overrides`` are :meth:`Scenario.replace` keys (``topology__nodes=4``); with
     ``out_dir`` the run also writes ``metrics.json``, ``trace.json`` and
-    ``scenario.yaml`` there, as ``pslab sim -o`` does. The simulator is imported
-    lazily (see the module docstring)."""
+    ``scenario.yaml`` there, as ``pslab sim -o`` does (the place is checked before
+    the run). A scenario past the size budget (:mod:`pslab.budget`) is refused unless
+    ``force``. The simulator is imported lazily (see the module docstring)."""
+    out = check_out_dir(out_dir, "out_dir") if out_dir is not None else None
     resolved, base = _resolve(scenario, overrides)
+    if not force:
+        check_budget(resolved, resolved.name)
     run = importlib.import_module("sim.run")
-    if out_dir is not None:
-        sim = run.simulate_to(resolved, Path(out_dir), base)
-    else:
-        sim = run.simulate(resolved, base)
+    sim = run.simulate(resolved, base) if out is None else run.simulate_to(resolved, out, base)
     return Result(resolved, sim.metrics, sim.trace)
 
 

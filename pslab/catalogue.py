@@ -1,105 +1,174 @@
-"""Known models' parameter tensors, generated from their architectures.
+"""Known models' parameter tensors and forward FLOPs, generated from their architectures.
 
-Only shapes are catalogued: per-tensor counts matter because Layered SGD and
-CSGD run one blocking collective per tensor (161 for ResNet-50) and
-layer-wise overlap needs bucket boundaries. Compute times are *not*
-catalogued: we have no measurement to cite, so a scenario gives them or a
-calibration profile measures them.
+Per-tensor counts matter because Layered SGD and CSGD run one blocking
+collective per tensor (161 for ResNet-50) and layer-wise overlap needs bucket
+boundaries. FLOPs and activation sizes feed ``compute_time: auto`` and the GPU
+memory check (pslab/compute.py): a CNN's are summed layer by layer from its
+shapes (a convolution costs cin·cout·k²·H_out·W_out multiply-adds); a
+transformer's follow Kaplan et al. 2020 (2·N non-embedding parameters plus
+2·layers·seq·d attention FLOPs per token, forward). No measured time is
+catalogued: a device's time is FLOPs over its catalogued peak (pslab/hardware.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from pslab.scenario import ModelSpec, Workload
-
-
-def _conv(cin: int, cout: int, k: int, bias: bool = False) -> list[int]:
-    return [cin * cout * k * k] + ([cout] if bias else [])
+from pslab.workload import ModelSpec, TransformerModel, TransformerShape, Workload
 
 
-def _bn(c: int) -> list[int]:
-    return [c, c]
+@dataclass
+class Arch:
+    """A model's tensors (parameter counts, in order), forward FLOPs and stored activations,
+    both per sample (activations in elements: what backward keeps)."""
+
+    tensors: list[int] = field(default_factory=list)
+    forward_flops: float = 0.0
+    activations: float = 0.0
+
+    def conv(self, cin: int, cout: int, k: int, hw_out: int, bias: bool = False) -> None:
+        self.tensors += [cin * cout * k * k] + ([cout] if bias else [])
+        self.forward_flops += 2.0 * cin * cout * k * k * hw_out * hw_out
+        self.activations += cout * hw_out * hw_out
+
+    def bn(self, c: int, hw: int) -> None:
+        self.tensors += [c, c]
+        self.activations += c * hw * hw
+
+    def linear(self, fin: int, fout: int) -> None:
+        self.tensors += [fin * fout, fout]
+        self.forward_flops += 2.0 * fin * fout
+        self.activations += fout
 
 
-def resnet50(num_classes: int = 1000) -> list[int]:
-    """torchvision's ResNet-50: 161 tensors, 25,557,032 parameters."""
-    t = _conv(3, 64, 7) + _bn(64)
-    cin = 64
-    for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+def resnet50_arch(num_classes: int = 1000) -> Arch:
+    """torchvision's ResNet-50 at 224²: 161 tensors, 25,557,032 parameters, 4.1 GMAC forward."""
+    a = Arch()
+    a.conv(3, 64, 7, 112)
+    a.bn(64, 112)
+    cin, hw = 64, 56  # after the stride-2 max pool
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
         for b in range(blocks):
             out = width * 4
-            t += _conv(cin, width, 1) + _bn(width)
-            t += _conv(width, width, 3) + _bn(width)
-            t += _conv(width, out, 1) + _bn(out)
+            hw_in, hw = hw, (hw // stride if b == 0 else hw)
+            a.conv(cin, width, 1, hw_in)
+            a.bn(width, hw_in)
+            a.conv(width, width, 3, hw)  # torchvision v1.5: the stride is on the 3x3
+            a.bn(width, hw)
+            a.conv(width, out, 1, hw)
+            a.bn(out, hw)
             if b == 0:
-                t += _conv(cin, out, 1) + _bn(out)
+                a.conv(cin, out, 1, hw)
+                a.bn(out, hw)
             cin = out
-    return [*t, 2048 * num_classes, num_classes]
+    a.linear(2048, num_classes)
+    return a
 
 
-def resnet20(num_classes: int = 10) -> list[int]:
-    """The CIFAR ResNet-20 (He et al.), option-A shortcuts: 59 tensors, 269,722 parameters."""
-    t = _conv(3, 16, 3) + _bn(16)
-    cin = 16
+def resnet20_arch(num_classes: int = 10) -> Arch:
+    """The CIFAR ResNet-20 (He et al.) at 32², option-A shortcuts: 59 tensors, 269,722 params."""
+    a = Arch()
+    a.conv(3, 16, 3, 32)
+    a.bn(16, 32)
+    cin, hw = 16, 32
     for width in (16, 32, 64):
+        hw = 32 * 16 // width
         for _ in range(3):
-            t += _conv(cin, width, 3) + _bn(width) + _conv(width, width, 3) + _bn(width)
+            a.conv(cin, width, 3, hw)
+            a.bn(width, hw)
+            a.conv(width, width, 3, hw)
+            a.bn(width, hw)
             cin = width
-    return [*t, 64 * num_classes, num_classes]
+    a.linear(64, num_classes)
+    return a
 
 
-def vgg16(num_classes: int = 1000) -> list[int]:
-    """torchvision's VGG-16 (no BN): 32 tensors, 138,357,544 parameters."""
-    cfg = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
-    t: list[int] = []
-    cin = 3
-    for c in cfg:
-        t += _conv(cin, c, 3, bias=True)
-        cin = c
+def vgg16_arch(num_classes: int = 1000) -> Arch:
+    """torchvision's VGG-16 (no BN) at 224²: 32 tensors, 138,357,544 parameters."""
+    a = Arch()
+    cin, hw = 3, 224
+    for block in ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)):
+        for c in block:
+            a.conv(cin, c, 3, hw, bias=True)
+            cin = c
+        hw //= 2
     for fin, fout in ((512 * 7 * 7, 4096), (4096, 4096), (4096, num_classes)):
-        t += [fin * fout, fout]
-    return t
+        a.linear(fin, fout)
+    return a
 
 
-def _transformer(
-    layers: int, d: int, vocab: int, ctx: int, ffn: int, type_vocab: int = 0
-) -> list[int]:
-    t = [vocab * d, ctx * d] + ([type_vocab * d] if type_vocab else []) + [d, d]
-    for _ in range(layers):
+def transformer_arch(shape: TransformerShape, type_vocab: int = 0) -> Arch:
+    """A pre-LN transformer: embeddings (token, position), then per layer QKV, output
+    projection, two LayerNorms and the FFN; FLOPs per sample of ``shape.seq`` tokens."""
+    d, ffn, seq = shape.hidden, shape.ffn or 4 * shape.hidden, shape.seq
+    emb = [shape.vocab * d, seq * d] + ([type_vocab * d] if type_vocab else [])
+    t = [*emb, d, d]
+    for _ in range(shape.layers):
         t += [d * 3 * d, 3 * d, d * d, d, d, d, d * ffn, ffn, ffn * d, d, d, d]
-    return t
+    non_embedding = sum(t) - sum(emb)
+    per_token = 2.0 * non_embedding + 2.0 * shape.layers * seq * d
+    heads = shape.heads or max(d // 64, 1)
+    # Korthikanti et al. 2022: s·b·h·(34 + 5·a·s/h) bytes per layer in 16-bit, i.e.
+    # half that in elements of 2 bytes.
+    acts = shape.layers * seq * d * (34 + 5 * heads * seq / d) / 2
+    return Arch(t, per_token * seq, acts)
 
 
-def bert_base() -> list[int]:
-    """BERT-base encoder with pooler: 12 layers, d=768, 109,482,240 parameters."""
-    return [*_transformer(12, 768, 30522, 512, 3072, type_vocab=2), 768 * 768, 768]
+def bert_base_arch() -> Arch:
+    """BERT-base encoder with pooler: 12 layers, d=768, 109,482,240 parameters, seq 512."""
+    a = transformer_arch(TransformerShape(layers=12, hidden=768, vocab=30522, seq=512), 2)
+    a.linear(768, 768)
+    return a
 
 
-def gpt2_small() -> list[int]:
-    """GPT-2 small (tied embeddings, final LayerNorm): 12 layers, d=768, 124,439,808 parameters."""
-    return _transformer(12, 768, 50257, 1024, 3072)
+def gpt2_small_arch() -> Arch:
+    """GPT-2 small (tied embeddings, final LayerNorm): 12 layers, d=768, 124,439,808 params."""
+    return transformer_arch(TransformerShape(layers=12, hidden=768, vocab=50257, seq=1024))
 
 
-def digits_mlp() -> list[int]:
+def digits_mlp_arch() -> Arch:
     """The emulator's digits MLP: 64 → 64 → 10 (ReLU), 4,810 parameters."""
-    return [64 * 64, 64, 64 * 10, 10]
+    a = Arch()
+    a.linear(64, 64)
+    a.linear(64, 10)
+    return a
 
 
-def digits_cnn() -> list[int]:
-    """The emulator's digits CNN: conv 1→8 3x3, conv 8→16 3x3, fc 16·8·8→10."""
-    return [8 * 1 * 9, 8, 16 * 8 * 9, 16, 16 * 8 * 8 * 10, 10]
+def digits_cnn_arch() -> Arch:
+    """The emulator's digits CNN: conv 1→8 3x3, conv 8→16 3x3 (8x8, padded), fc 16·8·8→10."""
+    a = Arch()
+    a.conv(1, 8, 3, 8, bias=True)
+    a.conv(8, 16, 3, 8, bias=True)
+    a.linear(16 * 8 * 8, 10)
+    return a
 
+
+ARCHS: dict[str, Callable[[], Arch]] = {
+    "resnet50": resnet50_arch,
+    "resnet20": resnet20_arch,
+    "vgg16": vgg16_arch,
+    "bert_base": bert_base_arch,
+    "gpt2_small": gpt2_small_arch,
+    "digits_mlp": digits_mlp_arch,
+    "digits_cnn": digits_cnn_arch,
+}
 
 CATALOGUE: dict[str, Callable[[], list[int]]] = {
-    "resnet50": resnet50,
-    "resnet20": resnet20,
-    "vgg16": vgg16,
-    "bert_base": bert_base,
-    "gpt2_small": gpt2_small,
-    "digits_mlp": digits_mlp,
-    "digits_cnn": digits_cnn,
+    name: (lambda f=f: f().tensors) for name, f in ARCHS.items()
 }
+"""Per-tensor parameter counts by catalogue name (what the emulator's models must match)."""
+
+
+def model_arch(workload: Workload) -> Arch | None:
+    """The workload's architecture where it is known (catalogue name or transformer family);
+    None for a bare spec, whose FLOPs come from ``flops_per_sample`` if given."""
+    m = workload.model
+    if isinstance(m, str):
+        return ARCHS[m]()
+    if isinstance(m, TransformerModel):
+        return transformer_arch(m.transformer)
+    return None
 
 
 def resolve_model(workload: Workload) -> ModelSpec:
@@ -107,6 +176,9 @@ def resolve_model(workload: Workload) -> ModelSpec:
     m = workload.model
     if isinstance(m, ModelSpec):
         return m if m.layers else m.model_copy(update={"layers": [m.params]})
+    if isinstance(m, TransformerModel):
+        layers = transformer_arch(m.transformer).tensors
+        return ModelSpec(params=sum(layers), layers=layers, dtype=m.dtype)
     if m not in CATALOGUE:
         raise KeyError(f"unknown model {m!r}; known: {', '.join(sorted(CATALOGUE))}")
     layers = CATALOGUE[m]()

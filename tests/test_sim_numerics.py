@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pslab.algorithm_config import VARIANTS, AlgorithmName
 from pslab.scenario import ScenarioError, scenario_from_dict
 from sim.run import simulate
 
 pytestmark = pytest.mark.slow  # real training inside simulations: several seconds each
+
+
+def periodic(algorithm: str) -> dict:
+    """τ = 4 for the variants that communicate every τ steps (sync_ps has no such setting)."""
+    return {"tau": 4} if "tau" in VARIANTS[AlgorithmName(algorithm)].model_fields else {}
 
 
 def digits(algorithm: str, iterations: int = 40, **algo) -> dict:
@@ -16,7 +22,7 @@ def digits(algorithm: str, iterations: int = 40, **algo) -> dict:
         "name": f"numerics-{algorithm}",
         "topology": {"preset": "cluster", "nodes": 2, "gpus_per_node": 2, "servers": 1},
         "workload": {"model": "digits_mlp", "batch_size": 32, "compute_time": "5ms"},
-        "algorithm": {"name": algorithm, "lr": 0.3, "tau": 4, **algo},
+        "algorithm": {"name": algorithm, "lr": 0.3, **periodic(algorithm), **algo},
         "run": {"iterations": iterations, "warmup": 2},
         "numerics": {"model": "digits_mlp", "target_accuracy": 0.8},
     }

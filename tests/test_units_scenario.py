@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from pslab import units
-from pslab.scenario import ScenarioError, load_scenario, scenario_from_dict
+from pslab.quantities import Distribution
+from pslab.scenario import ScenarioError, dump_scenario, load_scenario, scenario_from_dict
 
 
 @pytest.mark.parametrize(
@@ -75,3 +76,12 @@ def test_missing_file_and_bad_yaml(tmp_path) -> None:
 def test_server_variants_need_a_server() -> None:
     with pytest.raises(ScenarioError, match=r"needs topology\.servers"):
         scenario_from_dict({"name": "x", "topology": {"servers": 0}})
+
+
+def test_a_dumped_scenario_with_a_distribution_reads_back_equal(tmp_path) -> None:
+    """Every launch writes the scenario for its roles to read: stragglers must survive it."""
+    scenario = load_scenario("scenarios/validation/ssp_emulated.yaml")
+    assert isinstance(scenario.workload.compute_time, Distribution)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(dump_scenario(scenario))
+    assert load_scenario(path) == scenario

@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pslab import ops
+from pslab.algorithm_config import Grouped, Sharded
 from pslab.catalogue import resolve_model
 from pslab.policies import StalenessPolicy
 from pslab.scenario import ModelSpec, Scenario
+from pslab.shards import shard_ranges
+
+Collective = Literal["workers", "comms"] | None
 
 Program = Generator[ops.Op, Any, None]
 
@@ -89,6 +93,11 @@ class Plan:
     server: ServerSpec | None = None
     registry: RegistrySpec | None = None
     groups: list[list[int]] = field(default_factory=list)
+    # each server shard's (offset, length) of the flat parameters: see shard_layout
+    shard_ranges: tuple[tuple[int, int], ...] = ()
+    # from the algorithm's registry entry (pslab/algorithms/__init__.py)
+    asynchronous: bool = False  # a dead worker leaves the run instead of ending it
+    collective: Collective = None  # which roles all-reduce through one group
 
     @property
     def roles(self) -> list[Role]:
@@ -96,11 +105,13 @@ class Plan:
 
     @property
     def collective_world(self) -> list[Role]:
-        """The roles that all-reduce through one torch.distributed group: every worker of
-        the all-reduce variants, or Layered SGD's communicators when there are several."""
-        if self.scenario.algorithm.name.value in ("allreduce", "local_sgd"):
+        """The roles that all-reduce through one torch.distributed group: the workers, or
+        the communicators when there are several (one group needs no all-reduce)."""
+        if self.collective == "workers":
             return self.workers
-        return self.comms if len(self.comms) > 1 else []
+        if self.collective == "comms" and len(self.comms) > 1:
+            return self.comms
+        return []
 
     def processes(self) -> list[str]:
         """Every process of the run: roles, then server shards, then the registry."""
@@ -136,7 +147,8 @@ class Context:
     groups: tuple[tuple[int, ...], ...]
 
     @property
-    def algo(self):
+    def algo(self) -> Any:
+        """The variant's settings; each module reads the fields its variant has."""
         return self.scenario.algorithm
 
     @property
@@ -171,7 +183,8 @@ class Context:
 def default_groups(scenario: Scenario) -> list[list[int]]:
     """One group per node unless ``algorithm.groups`` says how many (contiguous ranks)."""
     n = scenario.topology.n_workers
-    k = scenario.algorithm.groups or scenario.topology.nodes
+    algo = scenario.algorithm
+    k = (algo.groups if isinstance(algo, Grouped) else None) or scenario.topology.nodes
     k = min(k, n)
     bounds = [round(i * n / k) for i in range(k + 1)]
     return [list(range(bounds[i], bounds[i + 1])) for i in range(k)]
@@ -203,6 +216,14 @@ def smooth_if_asked(ctx: Context, iteration: int) -> Iterator[ops.Op]:
         yield ops.Smooth(iteration, buf="grad")
 
 
+def shard_layout(scenario: Scenario, model: ModelSpec, shards: int) -> tuple[tuple[int, int], ...]:
+    """Every shard's key range, cut once for both executors at the model's element size
+    (a float16 model's 4,096,000-byte partition holds 2,048,000 keys, a float32 one's half)."""
+    algo = scenario.algorithm
+    assert isinstance(algo, Sharded), f"{algo.name.value} has no parameter server"
+    return tuple(shard_ranges(model.params, shards, algo.partition_bytes, model.bytes_per_param))
+
+
 def make_plan(
     scenario: Scenario,
     worker: Callable[[Context], Program],
@@ -223,6 +244,8 @@ def make_plan(
         return Context(scenario, model, rank, n, group, frozen)
 
     plan = Plan(scenario, model, server=server, registry=registry, groups=groups)
+    if server is not None:
+        plan.shard_ranges = shard_layout(scenario, model, server.shards)
     for r in range(n):
         local = r % per_node
         device = local % topo.gpus_per_node if topo.gpus_per_node else None

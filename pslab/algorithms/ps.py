@@ -8,6 +8,7 @@ with the round's gradients averaged into one update), no bound is ASP.
 from __future__ import annotations
 
 from pslab import ops
+from pslab.algorithm_config import SSP, SyncPS
 from pslab.algorithms.base import (
     Context,
     Plan,
@@ -17,7 +18,7 @@ from pslab.algorithms.base import (
     smooth_if_asked,
     with_batches,
 )
-from pslab.scenario import AlgorithmName, Scenario
+from pslab.scenario import Scenario
 
 
 def worker(ctx: Context) -> Program:
@@ -33,13 +34,17 @@ def worker(ctx: Context) -> Program:
     yield from with_batches(ctx, step)
 
 
+DEFAULT_STALENESS = 3
+
+
 def build(scenario: Scenario) -> Plan:
     algo = scenario.algorithm
-    if algo.name is AlgorithmName.sync_ps:
-        spec = ServerSpec(scenario.topology.servers, bound=0, aggregate=True, mode="grad")
-    elif algo.name is AlgorithmName.async_ps:
-        spec = ServerSpec(scenario.topology.servers, bound=None, aggregate=False, mode="grad")
+    servers = scenario.topology.servers
+    if isinstance(algo, SyncPS):
+        spec = ServerSpec(servers, bound=0, aggregate=True, mode="grad")
+    elif isinstance(algo, SSP):
+        bound = algo.staleness_bound if algo.staleness_bound is not None else DEFAULT_STALENESS
+        spec = ServerSpec(servers, bound=bound, aggregate=False, mode="grad")
     else:
-        bound = algo.staleness_bound if algo.staleness_bound is not None else 3
-        spec = ServerSpec(scenario.topology.servers, bound=bound, aggregate=False, mode="grad")
+        spec = ServerSpec(servers, bound=None, aggregate=False, mode="grad")
     return make_plan(scenario, worker, server=spec)
