@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grpc_ps.checkpoint import Journal
+from grpc_ps.checkpoint import CheckpointError, Journal
 from grpc_ps.communicator import CommunicatorServicer
 from grpc_ps.endpoints import Endpoints
 from grpc_ps.lifeline import die_with_launcher
@@ -31,13 +31,18 @@ from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, comm_name, server_name
 from pslab.models import initial_params
 from pslab.scenario import load_scenario
-from pslab.shards import shard_ranges
 from pslab.trace import SpanRecord, Trace, write_json_atomic
 
 
 def read_run(run_dir: Path) -> tuple[Plan, int]:
+    """The plan and this host's clock origin. ``pslab prepare`` writes the origin as a
+    wall-clock instant (``t0_unix_ns``), which each host turns into its own
+    ``perf_counter_ns`` origin: hosts whose clocks agree (NTP) then share one time axis."""
     scenario = load_scenario(run_dir / "scenario.yaml")
-    t0 = json.loads((run_dir / "run.json").read_text())["t0_ns"]
+    run = json.loads((run_dir / "run.json").read_text())
+    t0 = run["t0_ns"]
+    if "t0_unix_ns" in run:
+        t0 = run["t0_unix_ns"] - (time.time_ns() - time.perf_counter_ns())
     return build_plan(scenario), t0
 
 
@@ -88,10 +93,7 @@ def ps_servicer(
     """Shard ``shard`` of the plan's parameter server (resumed if ``journal`` holds state)."""
     assert plan.server is not None
     n = len(plan.workers)
-    ranges = shard_ranges(
-        plan.model.params, plan.server.shards, plan.scenario.algorithm.partition_bytes
-    )
-    offset, length = ranges[shard]
+    offset, length = plan.shard_ranges[shard]
     algo = plan.scenario.algorithm
     return ParameterServerServicer(
         shard,
@@ -114,28 +116,33 @@ def ps_servicer(
 def run_server(run_dir: Path, shard: int, journal: Journal | None = None, port: int = 0) -> None:
     plan, t0 = read_run(run_dir)
     servicer = ps_servicer(plan, shard, t0, journal)
-    length = servicer.length
     server, port = serve(servicer, port=port, **bind_kwargs())
     write_port(run_dir, server_name(shard), port)
     _wait_for_stop()
     server.stop(1.0).wait()
     servicer.checkpoint()
+    write_server_trace(run_dir, servicer)
+
+
+def write_server_trace(run_dir: Path, servicer: ParameterServerServicer) -> None:
+    """A shard's applies (with their staleness) as its trace in the run directory."""
+    name = server_name(servicer.shard_id)
     trace = Trace("emu")
     for start, end, staleness, version, iteration in servicer.applies:
         trace.add(
             SpanRecord(
-                server_name(shard),
+                name,
                 trace_host(),
                 "apply",
                 "server",
                 start,
                 end,
                 iteration,
-                length * 4,
+                servicer.length * 4,
                 args={"staleness": staleness, "version": version},
             )
         )
-    write_trace(run_dir, server_name(shard), trace)
+    write_trace(run_dir, name, trace)
 
 
 def run_registry(run_dir: Path) -> None:
@@ -167,10 +174,14 @@ def run_comm(run_dir: Path, group: int) -> None:
         server.stop(1.0).wait()
 
 
-def run_worker(run_dir: Path, rank: int) -> None:
+def run_worker(run_dir: Path, rank: int, dist_workers: str | None = None) -> None:
+    """``dist_workers``: where the workers' torch.distributed world meets, instead of what
+    endpoints.json says (``env://`` under torchrun)."""
     plan, t0 = read_run(run_dir)
     role = plan.workers[rank]
     endpoints = _await_endpoints(run_dir, plan.scenario.emulation.rpc_timeout)
+    if dist_workers is not None:
+        endpoints.dist_workers = dist_workers
     executor = make_executor(plan, role, endpoints, t0)
     kill_at = _kill_at(role.name)
 
@@ -195,16 +206,33 @@ def run_worker(run_dir: Path, rank: int) -> None:
         executor.close()
 
 
-RANK_VARIABLES = ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+# (rank, world size) as torchrun, SLURM, Open MPI and MPICH/Intel MPI (PMI) set them
+LAUNCHER_VARIABLES = (
+    ("RANK", "WORLD_SIZE"),
+    ("SLURM_PROCID", "SLURM_NTASKS"),
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+    ("PMI_RANK", "PMI_SIZE"),
+)
+
+
+def _launcher_variables() -> tuple[str, str]:
+    for rank, world in LAUNCHER_VARIABLES:
+        if os.environ.get(rank, "").isdigit():
+            return rank, world
+    names = ", ".join(r for r, _ in LAUNCHER_VARIABLES)
+    raise ValueError(f"no rank given and none of {names} is set")
 
 
 def rank_from_env() -> int:
     """This process's rank as torchrun, SLURM, Open MPI or MPICH/Intel MPI set it."""
-    for name in RANK_VARIABLES:
-        value = os.environ.get(name)
-        if value is not None and value.isdigit():
-            return int(value)
-    raise ValueError(f"no rank given and none of {', '.join(RANK_VARIABLES)} is set")
+    return int(os.environ[_launcher_variables()[0]])
+
+
+def world_from_env() -> tuple[int, str] | None:
+    """The world size the same launcher set, and its variable's name (None if unset)."""
+    _, name = _launcher_variables()
+    value = os.environ.get(name, "")
+    return (int(value), name) if value.isdigit() else None
 
 
 def _kill_at(role: str) -> int | None:
@@ -244,7 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         run_registry(args.run_dir)
     elif kind == "ps":
         journal = args.checkpoint_dir and Journal(args.checkpoint_dir, args.checkpoint_every)
-        run_server(args.run_dir, int(index), journal or None, args.port)
+        try:
+            run_server(args.run_dir, int(index), journal or None, args.port)
+        except CheckpointError as e:  # state that cannot be trusted: the operator decides
+            print(f"{args.role}: {e}", file=sys.stderr)
+            return 2
     elif kind == "comm":
         run_comm(args.run_dir, int(index))
     elif kind == "worker":

@@ -20,8 +20,13 @@ from rich.table import Table
 import pslab
 from grpc_ps.lifeline import Interrupted
 from pslab import units
+from pslab.outputs import check_out_dir
 from pslab.scenario import Scenario, ScenarioError, load_scenario
+from pslab_cli import collect as collect_cli
+from pslab_cli import model_cmd
+from pslab_cli import prepare as prepare_cli
 from pslab_cli import serve as serve_cli
+from pslab_cli import worker as worker_cli
 
 QUICKSTART = Path(pslab.__file__).resolve().parent / "data" / "quickstart.yaml"
 
@@ -63,10 +68,19 @@ def summary_table(title: str, metrics: dict[str, Any]) -> Table:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
+    from pslab.budget import check_budget
+    from pslab_cli.sim_progress import sim_progress
     from sim.run import simulate, simulate_to
 
+    out_dir = check_out_dir(args.out) if args.out is not None else None
     scenario, base = _load(args)
-    result = simulate_to(scenario, Path(args.out), base) if args.out else simulate(scenario, base)
+    if not args.force:
+        check_budget(scenario, args.scenario or "the quickstart")
+    with sim_progress(err, scenario.run.iterations) as on_start:
+        if out_dir is not None:
+            result = simulate_to(scenario, out_dir, base, on_start)
+        else:
+            result = simulate(scenario, base, on_start)
     if args.json:
         print(json.dumps(result.metrics))
     else:
@@ -119,8 +133,9 @@ def run_launch(scenario: Scenario, out_dir: Path | None, force: bool = False) ->
 def cmd_launch(args: argparse.Namespace) -> int:
     if args.network:  # --network X is --set emulation.network=X, applied last
         args.set.append(f"emulation.network={args.network}")
+    out_dir = check_out_dir(args.out) if args.out is not None else None
     scenario, _ = _load(args)
-    metrics = run_launch(scenario, Path(args.out) if args.out else None, force=args.force)
+    metrics = run_launch(scenario, out_dir, force=args.force)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -180,7 +195,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         out.print(f"wrote {out_dir}/compare.json")
         return 0 if report["replay"]["identical"] else 1
     scenario, _ = _load(args)
-    out_dir = Path(args.out or "runs/compare")
+    out_dir = check_out_dir(args.out if args.out is not None else "runs/compare")
     report = compare(
         scenario,
         out_dir,
@@ -209,34 +224,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pslab_cli.sweep import sweep, sweep_table
+    from pslab_cli.sweep_grid import is_sweep_file
 
-    if not args.vary:
-        raise UsageError("sweep needs at least one --vary key.path=v1,v2,...")
-    report = sweep(Path(args.scenario), args.vary, args.set, Path(args.out), err)
+    if not args.vary and not is_sweep_file(Path(args.scenario)):
+        raise UsageError("sweep needs a sweep file or at least one --vary key.path=v1,v2,...")
+    if args.scheduler and (args.jobs or args.slurm):
+        raise UsageError("--scheduler uses that cluster's workers: drop -j and --slurm")
+    report = sweep(
+        Path(args.scenario),
+        args.vary,
+        args.set,
+        Path(args.out),
+        err,
+        args.scheduler,
+        args.jobs,
+        Path(args.slurm) if args.slurm else None,
+        args.trace,
+    )
     out.print(sweep_table(report))
-    out.print(f"wrote {args.out}/sweep.json and {args.out}/sweep.png")
+    out.print(
+        f"{report['computed']} points computed, {report['cached']} from the cache; "
+        f"wrote {args.out}/sweep.json, {args.out}/sweep.png and {args.out}/points/"
+    )
     print(json.dumps(report))
-    return 0
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    from grpc_ps.roles import rank_from_env, run_worker
-
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "scenario.yaml").exists():
-        raise UsageError(
-            f"{run_dir}: no scenario.yaml (a run directory that launch or serve wrote)"
-        )
-    try:
-        rank = args.rank if args.rank is not None else rank_from_env()
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    world = load_scenario(run_dir / "scenario.yaml").topology.n_workers
-    if not 0 <= rank < world:
-        raise UsageError(
-            f"rank {rank} is outside this run's world of {world} workers (0-{world - 1})"
-        )
-    run_worker(run_dir, rank)
     return 0
 
 
@@ -260,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_args(p)
     p.add_argument("-o", "--out", help="write metrics.json and trace.json here")
     p.add_argument("--json", action="store_true", help="print the metrics JSON on stdout")
+    p.add_argument(
+        "--force", action="store_true", help="run it even past the size budget (pslab/budget.py)"
+    )
     p.set_defaults(fn=cmd_sim)
 
     p = sub.add_parser("launch", help="emulate a scenario: real processes, gRPC, torch")
@@ -278,12 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_launch)
 
-    p = sub.add_parser("worker", help="run one worker of a run directory (multi-host runs)")
-    p.add_argument("--run-dir", required=True, help="shared run directory (scenario, endpoints)")
-    p.add_argument(
-        "--rank", type=int, help="default: RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK or PMI_RANK"
-    )
-    p.set_defaults(fn=cmd_worker)
+    prepare_cli.add_parser(sub, scenario_args)  # multi-host: prepare, worker, collect
+    worker_cli.add_parser(sub)
+    collect_cli.add_parser(sub)
 
     p = sub.add_parser("calibrate", help="measure this machine's emulator costs into a profile")
     p.add_argument("scenario", nargs="?", help="also measure this scenario's model compute")
@@ -304,11 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
     _repeat_arg(p)
     p.set_defaults(fn=cmd_compare)
 
-    p = sub.add_parser("sweep", help="simulate a grid of variants and clusters, in parallel")
-    p.add_argument("scenario")
+    p = sub.add_parser("sweep", help="simulate a grid of variants and clusters, on Dask")
+    p.add_argument("scenario", help="a scenario, or a sweep file (docs: per-variant settings)")
     p.add_argument("--vary", action="append", default=[], metavar="KEY.PATH=V1,V2,...")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    p.add_argument("-o", "--out", default="runs/sweep", help="output directory")
+    p.add_argument("-o", "--out", default="runs/sweep", help="output directory (and cache)")
+    p.add_argument(
+        "-j", "--jobs", type=_positive, help="local Dask workers (default: one per core)"
+    )
+    p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
+    p.add_argument("--slurm", metavar="CONFIG", help="SLURMCluster settings (dask-jobqueue)")
+    p.add_argument("--trace", action="store_true", help="write each point's trace.json too")
     p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("validate", help="compare over a suite of scenarios")
@@ -318,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_validate)
 
     serve_cli.add_parsers(sub, scenario_args)  # serve, certs
+    model_cmd.add_parser(sub)  # model from-torch
     return parser
 
 

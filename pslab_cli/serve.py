@@ -46,11 +46,24 @@ def add_parsers(
     p.add_argument("--tls-ca", type=Path, help="the run's CA: require client certificates")
     p.add_argument("--token-file", type=Path, help="the shared token (or set PSLAB_TOKEN)")
     p.add_argument("--insecure", action="store_true", help="allow plaintext without a token")
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        help="a run directory (pslab prepare): its scenario and clock; the shard's applies "
+        "are written there when it stops, for pslab collect",
+    )
     state = p.add_mutually_exclusive_group()
     state.add_argument("--checkpoint-dir", type=Path, help="ps: keep durable state here")
     state.add_argument("--resume", type=Path, metavar="DIR", help="ps: resume from DIR")
     p.add_argument("--checkpoint-every", type=int, default=100, help="versions (default 100)")
     p.add_argument("--checkpoint-seconds", type=float, default=30.0, help="or seconds (30)")
+    p.add_argument(
+        "--discard-after",
+        type=int,
+        metavar="N",
+        help="with --resume: replay journal records 0..N only and set the rest aside "
+        "(for a journal that does not prove itself; -1: the checkpoint alone)",
+    )
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("certs", help="write a CA and per-host certificates for mutual TLS")
@@ -92,12 +105,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "change the model",
             style="yellow",
         )
-    scenario, _ = _load(args)
-    servicer, name = _servicer(args, scenario)
-    return _serve_until_stopped(servicer, name, host, port, security, args.insecure)
+    if args.run_dir is not None:
+        if args.scenario:
+            raise UsageError("--run-dir holds the scenario: drop the scenario argument")
+        from grpc_ps.roles import read_run
+
+        try:
+            plan, t0 = read_run(args.run_dir)
+        except FileNotFoundError as e:
+            raise UsageError(f"--run-dir {args.run_dir}: {e.filename} is missing") from None
+        scenario = plan.scenario
+    else:
+        scenario, t0 = _load(args)[0], time.perf_counter_ns()
+    servicer, name = _servicer(args, scenario, t0)
+    code = _serve_until_stopped(servicer, name, host, port, security, args.insecure)
+    if args.run_dir is not None and args.role == "ps":
+        from grpc_ps.roles import write_server_trace
+
+        write_server_trace(args.run_dir, servicer)
+    return code
 
 
-def _servicer(args: argparse.Namespace, scenario: Scenario) -> tuple[Servicer, str]:
+def _servicer(args: argparse.Namespace, scenario: Scenario, t0: int) -> tuple[Servicer, str]:
     from grpc_ps.checkpoint import Journal
     from grpc_ps.roles import ps_servicer
     from grpc_ps.server import LeaderRegistryServicer
@@ -114,8 +143,12 @@ def _servicer(args: argparse.Namespace, scenario: Scenario) -> tuple[Servicer, s
         raise UsageError(f"{plan.scenario.algorithm.name.value} has no parameter server")
     if not 0 <= args.shard < plan.server.shards:
         raise UsageError(f"--shard {args.shard}: the scenario has {plan.server.shards} shards")
+    if args.discard_after is not None and not args.resume:
+        raise UsageError("--discard-after goes with --resume")
     directory = args.resume or args.checkpoint_dir
-    journal = directory and Journal(directory, args.checkpoint_every, args.checkpoint_seconds)
+    journal = directory and Journal(
+        directory, args.checkpoint_every, args.checkpoint_seconds, args.discard_after
+    )
     if args.resume and not journal.exists():
         raise UsageError(f"--resume {args.resume}: no checkpoint there")
     if args.checkpoint_dir and journal.exists():
@@ -123,7 +156,7 @@ def _servicer(args: argparse.Namespace, scenario: Scenario) -> tuple[Servicer, s
             f"{args.checkpoint_dir} holds a checkpoint: --resume {args.checkpoint_dir} continues it"
         )
     try:
-        servicer = ps_servicer(plan, args.shard, time.perf_counter_ns(), journal or None)
+        servicer = ps_servicer(plan, args.shard, t0, journal or None)
     except ValueError as e:  # a checkpoint of another shape
         raise UsageError(str(e)) from None
     return servicer, f"ps-{args.shard}"
