@@ -28,7 +28,6 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
-import torch
 
 from grpc_ps import fit, netns_launch, roles
 from grpc_ps.auth import Security, new_token
@@ -42,16 +41,13 @@ from grpc_ps.lifeline import (
     cleanup_stale_runs,
 )
 from grpc_ps.load import LoadSampler
+from grpc_ps.measured import run_metrics
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, server_name
-from pslab.data import load
-from pslab.metrics import compute_metrics
-from pslab.models import FlatModel
 from pslab.results import write_results
-from pslab.scenario import AlgorithmName, Scenario, ScenarioError, dump_scenario
+from pslab.scenario import Scenario, ScenarioError, dump_scenario
 from pslab.trace import Trace, write_json_atomic
 
-ASYNC = {AlgorithmName.async_ps, AlgorithmName.ssp}
 STARTUP_TIMEOUT_S = 120.0
 STOP_GRACE_S = 10.0  # SIGTERM → SIGKILL at the end of a run: servers write their traces
 # ... and when the run was interrupted: short, so that a role ignoring SIGTERM is gone well
@@ -221,9 +217,10 @@ class Launcher:
             if self._restart(proc):
                 continue
             is_worker = proc.name.startswith("worker-")
-            if fatal_only and is_worker and self.scenario.algorithm.name in ASYNC:
+            if fatal_only and is_worker and self.plan.asynchronous:
                 self.lost.append(proc.name)
-                self._leave(int(proc.name.split("-")[1]))
+                if self.plan.server is not None:  # a leader registry waits on no one
+                    self._leave(int(proc.name.split("-")[1]))
                 continue
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
             raise LaunchError(f"{proc.name} vanished ({how}); its log ends:\n{self._tail(proc)}")
@@ -393,26 +390,19 @@ class Launcher:
         trace.meta["scenario"] = self.scenario.name
         if self.lost:
             trace.meta["lost_workers"] = self.lost
+        load = self._load(trace)
         extra: dict[str, Any] = {
             "events": len(trace.spans),
             "wall_time_s": wall,
             "source": "emu",
             "lost_workers": self.lost,
-            "machine_load": (load := self._load(trace)),
+            "machine_load": load,
             # every role's CPU from the workers' first op to their last, as simulated
             "cpu_time_s": load["own_cores"] * load["seconds"] if load else None,
+            "cpu_time_by_process_s": load.pop("own_s_by_name", {}),
         }
-        params = self._final_params()
-        extra.update(self._evaluate(params))
-        metrics = compute_metrics(
-            trace,
-            len(self.plan.workers),
-            self.scenario.workload.batch_size,
-            self.scenario.run.warmup,
-            self.scenario.run.iterations,
-            links=netns_launch.links(self.link_reads, trace) if self.link_reads else None,
-            extra=extra,
-        )
+        links = netns_launch.links(self.link_reads, trace) if self.link_reads else None
+        metrics, params = run_metrics(self.scenario, self.run_dir, trace, extra, links)
         return LaunchResult(metrics, trace, params)
 
     def _load(self, trace: Trace) -> dict[str, Any]:
@@ -423,23 +413,7 @@ class Launcher:
             return {}
         t0 = self.t0_ns / 1e9
         during = (t0 + min(s.start for s in spans), t0 + max(s.end for s in spans))
-        return self.sampler.summary(during)
-
-    def _final_params(self) -> np.ndarray | None:
-        """The workers' average model: what Leader SGD evaluates, and for synchronous
-        variants simply the shared model."""
-        params = [np.load(p) for p in sorted(self.run_dir.glob("params-*.npy"))]
-        return np.mean(params, axis=0, dtype=np.float64).astype(np.float32) if params else None
-
-    def _evaluate(self, params: np.ndarray | None) -> dict[str, Any]:
-        """Test loss and accuracy (a fraction) on the held-out digits."""
-        emu = self.scenario.emulation
-        if emu.compute != "real" or params is None:
-            return {}
-        model = FlatModel(emu.model, self.scenario.run.seed, torch.device("cpu"))
-        data = load(self.scenario.run.seed, torch.device("cpu"))
-        loss, acc = model.evaluate(torch.from_numpy(params), data.x_test, data.y_test)
-        return {"final_loss": loss, "test_accuracy": acc}
+        return self.sampler.summary(during, {p.popen.pid: p.name for p in self.procs})
 
 
 def launch(

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 SAMPLE_S = 0.1
@@ -87,20 +88,26 @@ class LoadSampler:
         while not self._stop.wait(SAMPLE_S):
             self._sample()
 
-    def summary(self, during: tuple[float, float] | None = None) -> dict[str, float | bool | int]:
+    def summary(
+        self, during: tuple[float, float] | None = None, names: dict[int, str] | None = None
+    ) -> dict[str, Any]:
         """Cores other jobs took, on average and per window; what the run took.
 
         ``during``: only the samples inside this span of ``time.monotonic()`` (the workers'
-        first op to their last: their seconds of imports are not the run's steady state)."""
+        first op to their last: their seconds of imports are not the run's steady state).
+        ``names``: the run's processes by pid, for each one's CPU (``own_s_by_name``)."""
         samples = self.samples
         if during is not None:
             samples = [s for s in samples if during[0] <= s.t <= during[1]]
         windows: list[tuple[float, float, float]] = []  # (seconds, other ticks, own ticks)
         span = other = own = 0.0
+        by_pid: dict[int, int] = {}
         for a, b in itertools.pairwise(samples):
             pids = set(a.own) | set(b.own)
             if any(a.own.get(p) is None or b.own.get(p) is None for p in pids):
                 continue
+            for p in pids:
+                by_pid[p] = by_pid.get(p, 0) + b.own[p] - a.own[p]  # type: ignore[operator]
             d_own = sum(b.own[p] - a.own[p] for p in pids)  # type: ignore[operator]
             d_other = max(b.busy - a.busy - d_own, 0)
             dt = b.t - a.t
@@ -122,6 +129,9 @@ class LoadSampler:
             "other_cores_stdev": statistics.pstdev(per_window) if per_window else 0.0,
             "seconds": span,
             "unsteady": spread > UNSTEADY_CORES,
+            "own_s_by_name": {
+                names[p]: t * TICK_S for p, t in by_pid.items() if names and p in names
+            },
         }
 
 

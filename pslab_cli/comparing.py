@@ -160,6 +160,9 @@ def _report(
             "predicted": predicted["cpu_time_s"] / per,
             "measured": measured["cpu_time_s"] / per,
         }
+        by_role = _cpu_by_role(predicted, measured, per)
+        if by_role:
+            report["cpu_s_per_worker_iteration"]["by_role"] = by_role
     if len(runs) > 1:
         p = float(predicted["iteration_time_s"])
         report["measured_runs_s"] = runs
@@ -186,6 +189,21 @@ def measure_median(
     median = sorted(range(repeat), key=times.__getitem__)[repeat // 2]
     shutil.copytree(dirs[median], out_dir / "measured", dirs_exist_ok=True)
     return out_dir / "measured", times
+
+
+def _cpu_by_role(
+    predicted: dict[str, Any], measured: dict[str, Any], per: int
+) -> dict[str, dict[str, float]]:
+    """Each kind of role's CPU per worker-iteration, predicted and measured: the workers
+    summed as one, each server and communicator on its own, so the parts add up to the
+    total and a cost the model misses shows in the role that pays it."""
+    out: dict[str, dict[str, float]] = {}
+    for side, metrics in (("predicted", predicted), ("measured", measured)):
+        for name, seconds in (metrics.get("cpu_time_by_process_s") or {}).items():
+            role = "workers" if name.startswith("worker-") else name
+            entry = out.setdefault(role, {"predicted": 0.0, "measured": 0.0})
+            entry[side] += seconds / per
+    return out
 
 
 def _fmt(value: float | None, pct: bool = False) -> str:
@@ -233,6 +251,12 @@ def report_notes(report: dict[str, Any]) -> list[str]:
             f"CPU per worker-iteration, every process's: predicted {cpu['predicted'] * 1e3:.3g} "
             f"ms, measured {cpu['measured'] * 1e3:.3g} ms"
         )
+        if cpu.get("by_role"):
+            parts = [
+                f"{role} {e['predicted'] * 1e3:.3g}/{e['measured'] * 1e3:.3g}"
+                for role, e in cpu["by_role"].items()
+            ]
+            notes.append("  by role, predicted/measured ms: " + ", ".join(parts))
     if "replay" in report:
         same = "identical to" if report["replay"]["identical"] else "DIFFERENT from"
         notes.append(f"replayed prediction {same} the recorded one")
@@ -275,6 +299,7 @@ def validate(
             "spread_pct": 100.0 * (max(runs) - min(runs)) / statistics.median(runs),
             "prediction_in_range": report.get("prediction_in_range"),
             "other_cores": report.get("machine_load", {}).get("other_cores"),
+            "cpu_s_per_worker_iteration": report.get("cpu_s_per_worker_iteration"),
         }
         per_scenario[scenario.name] = entry
         spread = f"{min(runs) * 1e3:.4g}-{max(runs) * 1e3:.4g} ms" if len(runs) > 1 else "1"

@@ -33,6 +33,9 @@ def test_quickstart_prediction_is_within_bounds(tmp_path, capsys) -> None:
     assert {p.name for p in recorded.iterdir()} >= {"scenario.yaml", "profile.yaml", "pslab.json"}
     assert json.loads((recorded / "pslab.json").read_text())["version"]
     assert report["machine_load"]["cores"] >= 1
+    roles = report["cpu_s_per_worker_iteration"]["by_role"]  # every process, both sides
+    assert set(roles) >= {"workers", "ps-0"}
+    assert all(e["predicted"] > 0 and e["measured"] > 0 for e in roles.values())
     replayed = tmp_path / "replayed"
     assert main(["compare", "--replay", str(out), "-o", str(replayed)]) == 0
     again_report = json.loads((replayed / "compare.json").read_text())
@@ -102,3 +105,16 @@ def test_the_notes_state_the_runs_range_the_load_and_the_cpu() -> None:
     assert "0.40 of 2 cores" in notes and "0.10-0.90" in notes
     assert "moved a lot" in notes
     assert "predicted 2 ms, measured 3 ms" in notes
+
+
+def test_cpu_by_role_sums_the_workers_and_keeps_each_server() -> None:
+    from pslab_cli.comparing import _cpu_by_role, report_notes
+
+    predicted = {"cpu_time_by_process_s": {"worker-0": 0.2, "worker-1": 0.2, "ps-0": 0.3}}
+    measured = {"cpu_time_by_process_s": {"worker-0": 0.3, "worker-1": 0.5, "ps-0": 0.3}}
+    by_role = _cpu_by_role(predicted, measured, per=100)
+    assert by_role["workers"] == pytest.approx({"predicted": 0.004, "measured": 0.008})
+    assert by_role["ps-0"] == pytest.approx({"predicted": 0.003, "measured": 0.003})
+    cpu = {"predicted": 0.007, "measured": 0.011, "by_role": by_role}
+    notes = "\n".join(report_notes({"cpu_s_per_worker_iteration": cpu}))
+    assert "workers 4/8" in notes and "ps-0 3/3" in notes
