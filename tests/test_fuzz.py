@@ -29,7 +29,7 @@ from pslab.policies import StalenessPolicy
 
 N = 16
 TIMEOUT = 2.0
-BLOCKING = {"Fetch", "Broadcast"}  # may wait for what never comes: a short deadline
+BLOCKING = {"Fetch", "FetchOne", "Broadcast", "BroadcastOne"}  # may wait forever: short deadline
 CLIENT_ERRORS = {
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,
