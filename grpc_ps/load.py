@@ -106,9 +106,10 @@ class LoadSampler:
             pids = set(a.own) | set(b.own)
             if any(a.own.get(p) is None or b.own.get(p) is None for p in pids):
                 continue
-            for p in pids:
-                by_pid[p] = by_pid.get(p, 0) + b.own[p] - a.own[p]  # type: ignore[operator]
-            d_own = sum(b.own[p] - a.own[p] for p in pids)  # type: ignore[operator]
+            deltas = {p: b.own[p] - a.own[p] for p in pids}  # type: ignore[operator]
+            for p, d in deltas.items():
+                by_pid[p] = by_pid.get(p, 0) + d
+            d_own = sum(deltas.values())
             d_other = max(b.busy - a.busy - d_own, 0)
             dt = b.t - a.t
             span, other, own = span + dt, other + d_other, own + d_own
