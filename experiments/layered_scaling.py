@@ -31,7 +31,7 @@ where Layered SGD beats CSGD and the bucketed all-reduce, by how much, and
 where its all-reduce hides completely (exposed communication down to the
 intra-node reduce + broadcast, which never hide).
 
-Run: ``python experiments/layered_scaling.py [--nodes 1,2,4,8,16,32,64]
+Run: ``python -m experiments.layered_scaling [--nodes 1,2,4,8,16,32,64]
 [--sweep-nodes 16] [--io-ms 0,50,100,200,400] [--bw-gbps 5,10,25,100]
 [--iterations 5] [--workers 2] [--out runs/layered_scaling]``. The last
 stdout line is one JSON object with every figure; progress goes to stderr.
@@ -43,23 +43,17 @@ with loading buys Layered SGD over itself, as opposed to what its hierarchy
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-try:  # running as a script puts experiments/ (not the repo root) on sys.path
-    from pslab.scenario import scenario_from_dict
-except ModuleNotFoundError:  # pragma: no cover - depends on how it is launched
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from pslab.scenario import scenario_from_dict
-
+from experiments.grid import run_grid
+from experiments.layered_scaling_report import findings, plot, print_tables
+from experiments.report import floats, ints, names, out_dir, present, rounded
 from pslab.compare import COMPARED
+from pslab.scenario import scenario_from_dict
 from sim.run import simulate
 
 PAPER_NUMBERS = (
@@ -122,6 +116,9 @@ HIDDEN_TOL_ABS = 1e-3
 HIDDEN_TOL_REL = 0.02
 
 
+Case = tuple[str, int, Settings]  # (variant, nodes, settings): one grid point
+
+
 def ps_servers(nodes: int) -> int:
     """sync_ps shards: one server host per 4 nodes (at least one), so its NICs scale with n."""
     return max(1, nodes // 4)
@@ -171,10 +168,9 @@ def _communicator_path(result: Any, warmup: int, iterations: int) -> dict[str, f
     return {"comm_allreduce_s": totals["allreduce"] / n, "comm_scale_s": totals["update"] / n}
 
 
-def run_case(case: tuple[str, int, Settings]) -> dict[str, Any]:
+def run_case(case: Case) -> dict[str, Any]:
     """Simulate one grid point; top-level so a worker process can run it."""
     variant, nodes, s = case
-    t0 = time.perf_counter()
     scenario = scenario_from_dict(scenario_dict(variant, nodes, s), source=variant)
     result = simulate(scenario)
     out: dict[str, Any] = {k: float(result.metrics[k]) for k in METRIC_KEYS}
@@ -183,12 +179,7 @@ def run_case(case: tuple[str, int, Settings]) -> dict[str, Any]:
         out.update(_communicator_path(result, s.warmup, s.iterations))
     if variant == "sync_ps":
         out["servers"] = ps_servers(nodes)
-    out["wall_s"] = time.perf_counter() - t0  # for the pool's bookkeeping; not reported
     return out
-
-
-Case = tuple[str, int, Settings]
-Progress = Callable[[int, int], None]
 
 
 def _cost_guess(case: Case) -> float:
@@ -198,31 +189,11 @@ def _cost_guess(case: Case) -> float:
     return nodes * (4.0 if per_tensor else 0.3) * (2.0 if variant == "layered_sgd" else 1.0)
 
 
-def run_cases(
-    cases: Sequence[Case], workers: int = 2, progress: Progress | None = None
-) -> list[dict[str, Any]]:
-    """Run every case, in ``workers`` independent processes when > 1 (one SimPy run each)."""
-    results: list[dict[str, Any] | None] = [None] * len(cases)
-    order = sorted(range(len(cases)), key=lambda i: -_cost_guess(cases[i]))
-    done = 0
-    if workers <= 1:
-        for i in order:
-            results[i] = run_case(cases[i])
-            done += 1
-            if progress:
-                progress(done, len(cases))
-        return [r for r in results if r is not None]
-    # fork: the children inherit this module even when it was loaded by path (tests).
-    # Every case is submitted before any progress thread starts, so fork sees one thread.
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures: dict[Future, int] = {pool.submit(run_case, cases[i]): i for i in order}
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            done += 1
-            if progress:
-                progress(done, len(cases))
-    return [r for r in results if r is not None]
+def run_cases(cases: Sequence[Case], workers: int = 2, console: Any = None) -> list[dict[str, Any]]:
+    """Every case, in ``workers`` forked processes when > 1 (SimPy only: fork is safe)."""
+    return run_grid(
+        run_case, cases, jobs=workers, cost=_cost_guess, start_method="fork", console=console
+    )
 
 
 def scaling_cases(s: Settings, nodes: Iterable[int], variants: Iterable[str]) -> list[Case]:
@@ -253,7 +224,7 @@ def summarise_scaling(
     """
     table: dict[str, dict[int, dict[str, Any]]] = {}
     for (v, n, _), r in zip(cases, results, strict=True):
-        table.setdefault(v, {})[n] = {k: x for k, x in r.items() if k != "wall_s"}
+        table.setdefault(v, {})[n] = dict(r)
     for rows in table.values():
         base_n = min(rows)
         base = rows[base_n]["throughput_samples_per_s"] / base_n
@@ -318,224 +289,6 @@ def summarise_sweep(
     return {"intra_node_exposed_s": intra, "cells": cells}
 
 
-def rounded(obj: Any, digits: int = 6) -> Any:
-    """Floats to ``digits`` significant digits: the JSON line stays readable and diffable."""
-    if isinstance(obj, float):
-        return float(f"{obj:.{digits}g}")
-    if isinstance(obj, dict):
-        return {k: rounded(v, digits) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [rounded(v, digits) for v in obj]
-    return obj
-
-
-def _range(xs: list[float]) -> list[float] | None:
-    return [min(xs), max(xs)] if xs else None
-
-
-def findings(scaling: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Any]:
-    """Headline numbers for the JSON and the README: where Layered SGD wins and by how much."""
-    out: dict[str, Any] = {}
-    if "layered_sgd" in scaling and "csgd" in scaling:
-        n_max = max(scaling["layered_sgd"])
-        lay = scaling["layered_sgd"][n_max]
-        out["scaling_at_max_nodes"] = {
-            "nodes": n_max,
-            "throughput": {
-                v: rows[n_max]["throughput_samples_per_s"] for v, rows in scaling.items()
-            },
-            "efficiency": {v: rows[n_max]["scaling_efficiency"] for v, rows in scaling.items()},
-            "layered_speedup_vs_csgd": scaling["csgd"][n_max]["iteration_time_s"]
-            / lay["iteration_time_s"],
-        }
-    cells = sweep.get("cells", [])
-    if cells:
-        beats_csgd = [c for c in cells if c["speedup_vs_csgd"] > 1.01]
-        beats_b = [c for c in cells if c["speedup_vs_bucketed"] > 1.01]
-        out["sweep"] = {
-            "speedup_vs_csgd_range": _range([c["speedup_vs_csgd"] for c in cells]),
-            "speedup_vs_bucketed_range": _range([c["speedup_vs_bucketed"] for c in cells]),
-            "beats_csgd_cells": [[c["io_ms"], c["bw_gbps"]] for c in beats_csgd],
-            "beats_bucketed_cells": [[c["io_ms"], c["bw_gbps"]] for c in beats_b],
-            "hidden_cells": [[c["io_ms"], c["bw_gbps"]] for c in cells if c["hidden"]],
-            "hidden_matches_prediction": all(c["hidden"] == c["predicted_hidden"] for c in cells),
-            "speedup_vs_csgd_at_io0_range": _range(
-                [c["speedup_vs_csgd"] for c in cells if c["io_ms"] == 0]
-            ),
-            "hiding_gain_range": _range(
-                [c["hiding_gain"] for c in cells if c["hiding_gain"] is not None]
-            ),
-            "speedup_vs_bucketed_prefetch_range": _range(
-                [c["speedup_vs_bucketed_prefetch"] for c in cells]
-            ),
-        }
-    return out
-
-
-# --------------------------------------------------------------------------- output
-
-
-def _ms(x: float | None) -> str:
-    return "-" if x is None else f"{x * 1e3:.1f}"
-
-
-def print_tables(
-    console: Any, scaling: dict[str, Any], sweep: dict[str, Any], sweep_nodes: int
-) -> None:
-    """Rich tables to stdout: the scaling grid, then the map."""
-    from rich.table import Table
-
-    t = Table(title="Scaling (illustrative settings; the paper's numbers were unavailable)")
-    for col in (
-        "variant",
-        "nodes",
-        "GPUs",
-        "iter ms",
-        "img/s",
-        "eff",
-        "comm ms",
-        "exposed ms",
-        "overlap",
-    ):
-        t.add_column(col, justify="right" if col != "variant" else "left")
-    for v, rows in scaling.items():
-        for n in sorted(rows):
-            r = rows[n]
-            t.add_row(
-                v,
-                str(n),
-                str(r["workers"]),
-                _ms(r["iteration_time_s"]),
-                f"{r['throughput_samples_per_s']:.0f}",
-                f"{r['scaling_efficiency']:.3f}",
-                _ms(r["comm_time_s"]),
-                _ms(r["exposed_comm_time_s"]),
-                f"{r['overlap_ratio']:.2f}",
-            )
-        t.add_section()
-    console.print(t)
-    if not sweep.get("cells"):
-        return
-    m = Table(
-        title=f"Layered SGD map at {sweep_nodes} nodes: speed-up = baseline iteration time / "
-        f"Layered's (intra-node exposed {_ms(sweep['intra_node_exposed_s'])} ms)"
-    )
-    for col in (
-        "io ms",
-        "Gb/s",
-        "LSGD iter ms",
-        "LSGD exposed",
-        "scale+AR ms",
-        "hidden (pred)",
-        "vs CSGD",
-        "vs bucketed",
-        "vs bucketed+prefetch",
-        "hiding gain",
-    ):
-        m.add_column(col, justify="right")
-    for c in sweep["cells"]:
-        m.add_row(
-            f"{c['io_ms']:g}",
-            f"{c['bw_gbps']:g}",
-            _ms(c["iteration_time_s"]["layered_sgd"]),
-            _ms(c["exposed_comm_s"]["layered_sgd"]),
-            _ms((c["layered_comm_scale_s"] or 0) + (c["layered_comm_allreduce_s"] or 0)),
-            f"{'yes' if c['hidden'] else 'no'} ({'yes' if c['predicted_hidden'] else 'no'})",
-            f"{c['speedup_vs_csgd']:.2f}×",
-            f"{c['speedup_vs_bucketed']:.2f}× ({c['best_bucketed'].removeprefix('bucketed_')})",
-            f"{c['speedup_vs_bucketed_prefetch']:.2f}×",
-            "-" if c["hiding_gain"] is None else f"{c['hiding_gain']:.2f}×",
-        )
-    console.print(m)
-
-
-def plot(
-    out: Path,
-    scaling: dict[str, Any],
-    sweep: dict[str, Any],
-    sweep_nodes: int,
-    s: Settings = ILLUSTRATIVE,
-) -> list[str]:
-    """Save scaling.png (throughput, efficiency, exposed comm vs nodes) and sweep_heatmap.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.colors import TwoSlopeNorm
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-    for v, rows in scaling.items():
-        ns = sorted(rows)
-        style = "--" if v == "bucketed_prefetch" else "-"
-        axes[0].plot(
-            ns, [rows[n]["throughput_samples_per_s"] for n in ns], style, marker="o", label=v
-        )
-        axes[1].plot(ns, [rows[n]["scaling_efficiency"] for n in ns], style, marker="o", label=v)
-        axes[2].plot(
-            ns, [rows[n]["exposed_comm_time_s"] * 1e3 for n in ns], style, marker="o", label=v
-        )
-    axes[0].set(xscale="log", yscale="log", ylabel="images/s", title="Throughput")
-    axes[1].set(
-        xscale="log", ylabel="throughput(N) / (N·throughput(1))", title="Scaling efficiency"
-    )
-    axes[2].set(xscale="log", yscale="log", ylabel="ms per iteration", title="Exposed comm")
-    for ax in axes:
-        ax.set_xlabel(f"nodes (× {s.gpus_per_node} GPUs)")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
-    model = s.model if isinstance(s.model, str) else f"{len(s.model.get('layers') or [1])}-tensor"
-    fig.suptitle(
-        f"{model}, {s.batch_size}/GPU, {s.gpus_per_node} GPUs/node, per-tensor collectives for "
-        "layered/CSGD — illustrative compute/io/links (paper's numbers unavailable)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    p = out / "scaling.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(str(p))
-
-    cells = sweep.get("cells", [])
-    if cells:
-        ios = sorted({c["io_ms"] for c in cells})
-        bws = sorted({c["bw_gbps"] for c in cells})
-        at = {(c["io_ms"], c["bw_gbps"]): c for c in cells}
-        panels = [
-            ("speedup_vs_csgd", "Layered SGD speed-up over CSGD"),
-            ("speedup_vs_bucketed", "… over the better bucketed all-reduce"),
-        ]
-        if all(c["hiding_gain"] is not None for c in cells):
-            panels.append(("hiding_gain", "… over itself without hiding: (T(0)+io)/T(io)"))
-        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8))
-        for ax, (key, title) in zip(np.atleast_1d(axes), panels, strict=True):
-            grid = np.array([[at[(io, bw)][key] for bw in bws] for io in ios])
-            norm = TwoSlopeNorm(vcenter=1.0, vmin=min(grid.min(), 0.95), vmax=max(grid.max(), 1.05))
-            im = ax.imshow(grid, origin="lower", cmap="RdBu", norm=norm, aspect="auto")
-            for i, io in enumerate(ios):
-                for j, bw in enumerate(bws):
-                    mark = " H" if at[(io, bw)]["hidden"] else ""
-                    ax.text(j, i, f"{grid[i, j]:.2f}{mark}", ha="center", va="center", fontsize=9)
-            ax.set_xticks(range(len(bws)), [f"{b:g}" for b in bws])
-            ax.set_yticks(range(len(ios)), [f"{x:g}" for x in ios])
-            ax.set(xlabel="inter-node Gb/s", ylabel="load time per batch (ms)")
-            ax.set_title(title, fontsize=10)
-            fig.colorbar(im, ax=ax, label="iteration-time ratio (>1: Layered faster)")
-        fig.suptitle(
-            f"{sweep_nodes} nodes × {s.gpus_per_node} GPUs; H = all-reduce fully hidden behind "
-            "loading; illustrative settings (paper's numbers unavailable)",
-            fontsize=10,
-        )
-        fig.tight_layout()
-        p = out / "sweep_heatmap.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(str(p))
-    return paths
-
-
 def run(
     settings: Settings = ILLUSTRATIVE,
     nodes: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
@@ -553,27 +306,7 @@ def run(
     s_cases = scaling_cases(settings, nodes, variants)
     w_cases = sweep_cases(settings, sweep_nodes, io_ms, bw_gbps) if sweep_nodes else []
     all_cases = s_cases + w_cases
-    if progress_console is not None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=progress_console,
-            auto_refresh=False,
-        )
-        task = bar.add_task("simulating grid", total=len(all_cases))
-        with bar:
-
-            def tick(done: int, total: int) -> None:
-                bar.update(task, completed=done)
-                bar.refresh()
-
-            results = run_cases(all_cases, workers, tick)
-    else:
-        results = run_cases(all_cases, workers)
+    results = run_cases(all_cases, workers, progress_console)
     scaling = summarise_scaling(s_cases, results[: len(s_cases)])
     sweep = summarise_sweep(w_cases, results[len(s_cases) :], io_ms, bw_gbps) if w_cases else {}
     if console is not None:
@@ -600,10 +333,6 @@ def run(
     )
 
 
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", default="1,2,4,8,16,32,64", help="node counts (× 4 GPUs)")
@@ -620,8 +349,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="runs/layered_scaling", help="PNG directory ('' = none)")
     args = p.parse_args(argv)
 
-    from rich.console import Console
-
     settings = replace(
         ILLUSTRATIVE,
         iterations=args.iterations,
@@ -630,27 +357,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         io_s=args.io_ms_scaling / 1e3,
         model=args.model,
     )
-    console = Console(width=140)
-    console.print(
+    return present(
         "[bold]Layered SGD scaling (simulated).[/] The paper's hardware and numbers were NOT "
-        "available: compute, load and link settings below are illustrative, not the paper's.\n"
-        f"{json.dumps(settings.describe())}"
+        "available: compute, load and link settings below are illustrative, not the paper's.",
+        settings.describe(),
+        lambda console, progress: run(
+            settings,
+            nodes=ints(args.nodes),
+            variants=names(args.variants),
+            sweep_nodes=args.sweep_nodes or None,
+            io_ms=floats(args.io_ms),
+            bw_gbps=floats(args.bw_gbps),
+            workers=args.workers,
+            out=out_dir(args.out),
+            console=console,
+            progress_console=progress,
+        ),
+        width=140,
     )
-    summary = run(
-        settings,
-        nodes=[int(v) for v in args.nodes.split(",") if v.strip()],
-        variants=[v for v in args.variants.split(",") if v.strip()],
-        sweep_nodes=args.sweep_nodes or None,
-        io_ms=_floats(args.io_ms),
-        bw_gbps=_floats(args.bw_gbps),
-        workers=args.workers,
-        out=Path(args.out) if args.out else None,
-        console=console,
-        progress_console=Console(stderr=True),
-    )
-    sys.stdout.flush()
-    print(json.dumps(summary, separators=(",", ":")))
-    return 0
 
 
 if __name__ == "__main__":

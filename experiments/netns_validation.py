@@ -14,13 +14,12 @@ fast intra-host one.
    and the ordering.
 
 Prints a table and, on the last line, JSON with every number. ``--quick`` shortens the runs.
-Run as root: ``sudo .venv/bin/python experiments/netns_validation.py``.
+Run as root, from the repository root: ``sudo .venv/bin/python -m experiments.netns_validation``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -28,6 +27,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from experiments.grid import run_grid
+from experiments.report import print_json_last
 from grpc_ps.launch import launch
 from pslab.algorithm_config import switch_variant
 from pslab.scenario import Scenario, load_scenario
@@ -110,27 +111,33 @@ def incast(scenario: Scenario) -> dict[str, Any]:
     return out
 
 
+def measure(scenario: Scenario) -> dict[str, Any]:
+    """One variant simulated and emulated: predicted against measured time and traffic."""
+    t0 = time.perf_counter()
+    sim = simulate(scenario)
+    emu = launch(scenario)
+    return {
+        "sim_s": sim.metrics["iteration_time_s"],
+        "emu_s": emu.metrics["iteration_time_s"],
+        "error_pct": pct(sim.metrics["iteration_time_s"], emu.metrics["iteration_time_s"]),
+        "emu_comm_s": emu.metrics["comm_time_s"],
+        "sim_comm_s": sim.metrics["comm_time_s"],
+        "emu_exposed_s": emu.metrics["exposed_comm_time_s"],
+        "sim_exposed_s": sim.metrics["exposed_comm_time_s"],
+        "emu_links": emu.metrics["links"],
+        "sim_links": sim.metrics["links"],
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
 def two_level(base: Scenario) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    scenarios = []
     for name in VARIANTS:
         data = base.model_dump(mode="json")
         data["algorithm"] = switch_variant(data["algorithm"], name)
-        scenario = Scenario.model_validate(data)
-        t0 = time.perf_counter()
-        sim = simulate(scenario)
-        emu = launch(scenario)
-        out[name] = {
-            "sim_s": sim.metrics["iteration_time_s"],
-            "emu_s": emu.metrics["iteration_time_s"],
-            "error_pct": pct(sim.metrics["iteration_time_s"], emu.metrics["iteration_time_s"]),
-            "emu_comm_s": emu.metrics["comm_time_s"],
-            "sim_comm_s": sim.metrics["comm_time_s"],
-            "emu_exposed_s": emu.metrics["exposed_comm_time_s"],
-            "sim_exposed_s": sim.metrics["exposed_comm_time_s"],
-            "emu_links": emu.metrics["links"],
-            "sim_links": sim.metrics["links"],
-            "wall_s": time.perf_counter() - t0,
-        }
+        scenarios.append(Scenario.model_validate(data))
+    # one at a time (jobs=1): an emulated run needs the machine's cores to itself
+    out = dict(zip(VARIANTS, run_grid(measure, scenarios), strict=True))
     sim_order = sorted(VARIANTS, key=lambda v: out[v]["sim_s"])
     emu_order = sorted(VARIANTS, key=lambda v: out[v]["emu_s"])
     return {"variants": out, "sim_order": sim_order, "emu_order": emu_order}
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"\norder measured:  {' < '.join(r['emu_order'])}")
         print(f"order simulated: {' < '.join(r['sim_order'])}\n")
-    print(json.dumps(result))
+    print_json_last(result)
     return 0
 
 

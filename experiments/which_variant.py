@@ -4,17 +4,19 @@ The README's first table comes from here. The cluster (4 nodes x 4 GPUs,
 PCIe inside a node, 25 Gb/s between nodes, 2 parameter-server hosts) and the
 workload (ResNet-50, 64 per GPU, 100 ms compute, 60 ms loading per batch)
 are illustrative settings, not measurements. Change them with flags to ask
-the question of your own cluster.
+the question of your own cluster: ``python -m experiments.which_variant --help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from experiments.grid import run_grid
+from experiments.report import new_table, print_json_last
 from pslab.scenario import scenario_from_dict
 from sim.run import simulate
 
@@ -53,7 +55,22 @@ def scenario(args: argparse.Namespace, name: str, extra: dict) -> dict:
     }
 
 
-def main() -> None:
+METRICS = (
+    "iteration_time_s",
+    "throughput_samples_per_s",
+    "comm_time_s",
+    "exposed_comm_time_s",
+    "overlap_ratio",
+)
+
+
+def metrics(scenario: dict[str, Any]) -> dict[str, float]:
+    """The compared metrics of one simulated scenario: the grid's task."""
+    m = simulate(scenario_from_dict(scenario)).metrics
+    return {k: m[k] for k in METRICS}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", type=int, default=4)
     p.add_argument("--gpus", type=int, default=4)
@@ -61,29 +78,20 @@ def main() -> None:
     p.add_argument("--model", default="resnet50")
     p.add_argument("--compute", default="100ms")
     p.add_argument("--io", default="60ms")
-    args = p.parse_args()
-    table = Table(title=f"{args.nodes} nodes x {args.gpus} GPUs, {args.model}, {args.bandwidth}")
-    for col in ("variant", "iteration ms", "samples/s", "comm ms", "exposed ms", "overlap"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
+    args = p.parse_args(argv)
+    table = new_table(
+        f"{args.nodes} nodes x {args.gpus} GPUs, {args.model}, {args.bandwidth}",
+        ("variant", "iteration ms", "samples/s", "comm ms", "exposed ms", "overlap"),
+    )
+    results = run_grid(
+        metrics,
+        [scenario(args, name, extra) for name, extra in VARIANTS],
+        console=Console(stderr=True),
+    )
     rows = []
-    for name, extra in VARIANTS:
+    for (name, extra), m in zip(VARIANTS, results, strict=True):
         label = name + (" (bucketed, overlapped)" if extra.get("overlap_backward") else "")
-        m = simulate(scenario_from_dict(scenario(args, name, extra))).metrics
-        rows.append(
-            {
-                "variant": label,
-                **{
-                    k: m[k]
-                    for k in (
-                        "iteration_time_s",
-                        "throughput_samples_per_s",
-                        "comm_time_s",
-                        "exposed_comm_time_s",
-                        "overlap_ratio",
-                    )
-                },
-            }
-        )
+        rows.append({"variant": label, **m})
         table.add_row(
             label,
             f"{1e3 * m['iteration_time_s']:.0f}",
@@ -94,8 +102,9 @@ def main() -> None:
         )
     Console().print(table)
     best = max(rows, key=lambda r: r["throughput_samples_per_s"])
-    print(json.dumps({"settings": vars(args), "variants": rows, "fastest": best["variant"]}))
+    print_json_last({"settings": vars(args), "variants": rows, "fastest": best["variant"]})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

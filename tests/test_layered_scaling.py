@@ -1,4 +1,4 @@
-"""The Layered SGD scaling experiment (experiments/layered_scaling.py) on a tiny grid.
+"""The Layered SGD scaling experiment (``python -m experiments.layered_scaling``), tiny grid.
 
 The paper's hardware and numbers were not available, so these tests check only
 what must hold by construction of the algorithms: the communicator's
@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import load_experiment
+
+from experiments import layered_scaling as ls
+from experiments.layered_scaling_report import plot
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "experiments" / "layered_scaling.py"
-
-
-ls = load_experiment("layered_scaling")
 
 # 4 tensors of 1M float32 (16 MB): inter-node all-reduce between 2 communicators at
 # 10 Gb/s is ~13 ms (+ ~8 ms scaling on the communicator), intra-node at 300 GB/s is
@@ -95,7 +93,7 @@ def test_scaling_summary_efficiency_and_ps_servers() -> None:
 def test_plots_are_written(sweep: dict[str, Any], tmp_path: Path) -> None:
     cases = ls.scaling_cases(TINY, (1, 2), ("layered_sgd", "csgd"))
     table = ls.summarise_scaling(cases, ls.run_cases(cases, workers=1))
-    paths = ls.plot(tmp_path, table, sweep, 2, TINY)
+    paths = plot(tmp_path, table, sweep, 2, TINY)
     assert {Path(p).name for p in paths} == {"scaling.png", "sweep_heatmap.png"}
     assert all(Path(p).stat().st_size > 0 for p in paths)
 
@@ -105,7 +103,7 @@ def test_script_prints_json_last(tmp_path: Path) -> None:
     args = "--model resnet20 --nodes 1,2 --variants layered_sgd,csgd --sweep-nodes 2"
     args += " --io-ms 0,200 --bw-gbps 10 --iterations 4 --warmup 1 --workers 2"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args.split(), "--out", ""],
+        [sys.executable, "-m", "experiments.layered_scaling", *args.split(), "--out", ""],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -1,4 +1,4 @@
-"""The Leader SGD vs EASGD experiment (experiments/leader_vs_easgd.py) on its --quick grid.
+"""The Leader SGD vs EASGD experiment (``python -m experiments.leader_vs_easgd``), --quick.
 
 The paper's numbers were not available and the ordering of the variants is
 what the experiment measures, so these tests check only what holds by
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import load_experiment
 
-lve = load_experiment("leader_vs_easgd")
+from experiments import leader_vs_easgd as lve
+from experiments.leader_vs_easgd_stats import reach, tail_error
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_variants_are_configured_as_documented() -> None:
 
 def test_reach_and_tail_error() -> None:
     curve = [[0.0, 0, 2.3, 0.1], [0.1, 1, 1.0, 0.92], [0.2, 2, 0.5, 0.96], [0.3, 3, 0.4, 0.94]]
-    assert lve.reach(curve, 0.9) == (0.1, 1)
-    assert lve.reach(curve, 0.95) == (0.2, 2)
-    assert lve.reach(curve, 0.99) == (None, None)
-    assert lve.tail_error(curve, frac=0.4) == pytest.approx(5.0)  # iterations 2 and 3
+    assert reach(curve, 0.9) == (0.1, 1)
+    assert reach(curve, 0.95) == (0.2, 2)
+    assert reach(curve, 0.99) == (None, None)
+    assert tail_error(curve, frac=0.4) == pytest.approx(5.0)  # iterations 2 and 3

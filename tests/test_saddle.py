@@ -1,4 +1,4 @@
-"""The saddle experiment (experiments/saddle.py): Kreusser, Osher & Wang's claim, as we read it.
+"""``python -m experiments.saddle``: Kreusser, Osher & Wang's claim, as we read it.
 
 The modification tested is LSGD with σ drawn afresh each step (DESIGN.md,
 "Reproducing the saddle claim"); the paper's body was not available.
@@ -13,15 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_experiment
 
+from experiments import saddle_theory as saddle
 from pslab.smoothing import smooth
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "experiments" / "saddle.py"
-
-
-saddle = load_experiment("saddle")
 
 STARTS = 10
 SEED = 0
@@ -109,9 +105,9 @@ def test_convex_rate_within_stated_factor_of_gd() -> None:
 def test_script_prints_json_last_line(tmp_path: Path) -> None:
     out = tmp_path / "saddle"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--n", "6,7",
+        [sys.executable, "-m", "experiments.saddle", "--n", "6,7",
          "--starts", "3", "--dim-max", "7", "--out", str(out)],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True, text=True, cwd=ROOT, check=True, timeout=120,
     )  # fmt: skip
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["n"] == [6, 7]
