@@ -23,9 +23,10 @@ Shaping, both directions of every host link, each by a ``tbf`` qdisc at the host
 the egress of the bridge port ``v<i>`` (inside the switch namespace), so incast onto one host
 queues at that port as it would at a switch. See :mod:`grpc_ps.shaping` for the qdiscs.
 
-Latency is not emulated here: ``tc netem`` is unavailable on the machines this runs on, and
-``tbf`` only limits rate. The emulator adds each message's path latency itself (a sleep before
-delivery); :meth:`NetnsTopology.path_latency` gives the scenario's value for a host pair.
+The hosts and their links are the core model's (:func:`pslab.topology.host_links`), the cluster
+the simulator prices. Latency is not emulated here: ``tc netem`` is unavailable on the machines
+this runs on, and ``tbf`` only limits rate. The emulator adds each message's path latency itself
+(a sleep before delivery, :mod:`grpc_ps.netns_launch`), from the same cluster's path latencies.
 
 Needs root and the ``ip`` / ``tc`` tools (iproute2). Without them, :class:`NetnsUnavailable`
 says so; ``emulation.network: loopback`` runs everything unshaped on 127.0.0.1 instead.
@@ -45,18 +46,17 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 from grpc_ps.lifeline import pid_alive
 from grpc_ps.shaping import port_commands
-from pslab.scenario import Topology
+from pslab.topology import HostLink
 
 SUBNET = "10.77.0"  # a /24 that exists only inside our namespaces
 HOST_IF = "eth0"  # the host end of its link, inside the host's namespace
 BRIDGE = "br0"
-SWITCH = "sw"  # the switch's name in link names, as in the simulator's graph
+SWITCH = "sw"  # the switch namespace's suffix, so no host may take the name
 _MAX_HOSTS = 253  # .1 … .253 of the /24
 _NAME = re.compile(r"[A-Za-z0-9_.]+")
 _CMD_TIMEOUT_S = 30.0
@@ -70,49 +70,6 @@ class NetnsError(RuntimeError):
 
 class NetnsUnavailable(NetnsError):
     """Namespaces cannot be made here (not root, or iproute2 missing)."""
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """One emulated host and its link to the rest of the network.
-
-    ``bandwidth`` is the link's rate in bytes/s, each direction; ``None`` means the host has no
-    link of its own in the model (in ``single_node``, the node itself: its servers hang off it),
-    so it stays unshaped and unreported. ``peer`` is the vertex at the link's far end, which
-    names the link as the simulator does (``n0->sw``, ``sw->n0``; ``ps0->n0`` in
-    ``single_node``). ``latency`` (s) is not applied by the kernel; see
-    :meth:`NetnsTopology.path_latency`.
-    """
-
-    name: str
-    bandwidth: float | None
-    peer: str = SWITCH
-    latency: float = 0.0
-
-
-def hosts_from_topology(topo: Topology) -> list[HostSpec]:
-    """The hosts of a scenario topology: ``n0..`` then ``ps0..``, named as the simulator does.
-
-    ``cluster``: every host on the switch, nodes at ``inter_link``, servers at ``server_link``
-    (default ``inter_link``). ``single_node``: the servers' links end at ``n0`` (their
-    ``server_link``, default ``intra_link``), and ``n0`` itself has no link to shape.
-    """
-    nodes = [f"n{i}" for i in range(topo.nodes)]
-    servers = [f"ps{k}" for k in range(topo.servers)]
-    if topo.preset == "cluster":
-        ps_link = topo.server_link or topo.inter_link
-        return [
-            HostSpec(n, topo.inter_link.bandwidth, SWITCH, topo.inter_link.latency) for n in nodes
-        ] + [HostSpec(s, ps_link.bandwidth, SWITCH, ps_link.latency) for s in servers]
-    if topo.preset == "single_node":
-        ps_link = topo.server_link or topo.intra_link
-        return [HostSpec(nodes[0], None)] + [
-            HostSpec(s, ps_link.bandwidth, nodes[0], ps_link.latency) for s in servers
-        ]
-    raise NetnsError(
-        f"netns emulation supports the 'cluster' and 'single_node' presets, not "
-        f"{topo.preset!r}; use emulation.network: loopback for this topology"
-    )
 
 
 def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -246,11 +203,11 @@ class NetnsTopology:
 
     Use as a context manager (or call :meth:`open` / :meth:`close`). Every host can reach
     every other at :meth:`address`; start its processes with :meth:`popen` or prefix a command
-    with :meth:`exec_prefix`. :meth:`link_counters` and :meth:`link_stats` report per-link
-    bytes under the simulator's link names.
+    with :meth:`exec_prefix`. :meth:`link_counters` reports per-link
+    bytes under the simulator's link names (:func:`grpc_ps.netns_launch.link_stats`).
     """
 
-    def __init__(self, hosts: Sequence[HostSpec], fair: bool = True) -> None:
+    def __init__(self, hosts: Sequence[HostLink], fair: bool = True) -> None:
         """``fair``: every shaped port shares its rate evenly among the peer hosts
         (:func:`grpc_ps.shaping.port_commands`); otherwise one FIFO queue per port."""
         names = [h.name for h in hosts]
@@ -268,7 +225,7 @@ class NetnsTopology:
         for h in hosts:
             if h.bandwidth is not None and h.bandwidth <= 0:
                 raise ValueError(f"host {h.name}: bandwidth must be > 0 bytes/s")
-        self.hosts: tuple[HostSpec, ...] = tuple(hosts)
+        self.hosts: tuple[HostLink, ...] = tuple(hosts)
         self.fair = fair
         self.prefix = f"pslab-{os.getpid()}-{next(_seq)}-"  # see cleanup_stale
         self._index = {h.name: i for i, h in enumerate(hosts)}
@@ -284,34 +241,21 @@ class NetnsTopology:
         return self.prefix + SWITCH
 
     def namespace(self, host: str) -> str:
-        self._spec(host)
+        self._check(host)
         return self.prefix + host
 
     def address(self, host: str) -> str:
         """The host's IPv4 address, reachable from every other host of this topology."""
-        self._spec(host)
+        self._check(host)
         return f"{SUBNET}.{self._index[host] + 1}"
 
     def exec_prefix(self, host: str) -> list[str]:
         """Argv prefix that runs a command inside ``host``'s namespace."""
         return ["ip", "netns", "exec", self.namespace(host)]
 
-    def path_latency(self, src: str, dst: str) -> float:
-        """Scenario latency from ``src`` to ``dst`` (s), for the emulator to add per message.
-
-        Every path is at most the two hosts' own links (through the switch, or one link when
-        one end is the other's peer and has no link of its own), so it is their sum.
-        """
-        a, b = self._spec(src), self._spec(dst)
-        return 0.0 if src == dst else a.latency + b.latency
-
-    def _spec(self, host: str) -> HostSpec:
-        try:
-            return self.hosts[self._index[host]]
-        except KeyError:
-            raise KeyError(
-                f"no host {host!r} in this topology ({', '.join(self._index)})"
-            ) from None
+    def _check(self, host: str) -> None:
+        if host not in self._index:
+            raise KeyError(f"no host {host!r} in this topology ({', '.join(self._index)})")
 
     @staticmethod
     def _port(index: int) -> str:
@@ -439,32 +383,3 @@ class NetnsTopology:
                     "time": now,
                 }
         return counters
-
-    @staticmethod
-    def link_stats(
-        before: dict[str, dict[str, Any]],
-        after: dict[str, dict[str, Any]],
-        elapsed_s: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """Per-link bytes and utilisation between two :meth:`link_counters` snapshots.
-
-        The simulator's ``link_stats`` format: ``[{"name", "bytes", "utilization"}]``, only
-        links that carried bytes, sorted by name; utilisation = bytes / (bandwidth · elapsed).
-        ``elapsed_s`` defaults to the time between the two reads; pass the run's own duration
-        to compare with a simulated run of that length.
-        """
-        stats = []
-        for name, end in after.items():
-            start = before[name]
-            carried = end["bytes"] - start["bytes"]
-            if carried <= 0:
-                continue
-            elapsed = end["time"] - start["time"] if elapsed_s is None else elapsed_s
-            stats.append(
-                {
-                    "name": name,
-                    "bytes": float(carried),
-                    "utilization": carried / (end["bandwidth"] * elapsed) if elapsed > 0 else 0.0,
-                }
-            )
-        return sorted(stats, key=lambda s: s["name"])

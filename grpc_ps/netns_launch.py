@@ -1,11 +1,12 @@
 """``emulation.network: netns``: the launcher's processes in one network namespace per host.
 
 :mod:`grpc_ps.netns` builds the namespaces and shapes the links; this module places a run on
-them. Every role runs on the host the simulator puts it on (``sim.topology``'s naming):
+them. Every role runs on the host the simulator puts it on, the core model's placement
+(:func:`pslab.topology.host_of`):
 
-- worker ``r`` and communicator ``g`` on node ``n{role.node}``;
-- parameter-server shard ``k`` on ``ps{k}``; the leader registry on ``ps0`` (or ``n0`` when
-  the topology has no server host), as ``sim.executor`` places it.
+- worker ``r`` and communicator ``g`` on their node's host (``n{role.node}`` in a preset);
+- parameter-server shard ``k`` on the ``k``-th server host (``ps{k}``); the leader registry on
+  the first server's (or the first node's when the topology has no server host).
 
 A role's process is started inside its host's namespace (``ip netns exec``). Servers bind to
 their host's address there (:data:`BIND_ENV`), endpoints name those addresses, and
@@ -17,13 +18,17 @@ bridge ports become the run's ``links`` metric, named as the simulator names its
 (``n0->sw``, ``sw->ps0``).
 
 Latency. ``tbf`` limits rate only and ``netem`` is unavailable, so the propagation latency of
-the scenario's links is added by the emulator itself (:class:`LatencyExecutor`): each transfer
-op sleeps the latency the simulator charges for it, on the side where the simulator charges
-it. Data a role sends is delayed before it leaves (push, a reduce towards the root, publish,
-a loss report), data it receives is delayed after it arrives (pull, a broadcast from the
-root, fetch, the registry's reply), and a ring all-reduce of n members ends 2(n − 1) hop
-latencies after its bandwidth phase (one per ring step), as ``sim.executor._ring`` has it.
-The kernel's own path (veth, bridge: tens of µs) comes on top and is not subtracted.
+the scenario's links is added by the emulator itself (:class:`LatencyExecutor`), from the
+cluster's path latencies: each transfer op sleeps the latency the simulator charges for it, on
+the side where the simulator charges it. Data a role sends is delayed before it leaves (push, a
+reduce towards the root, publish, a loss report), data it receives is delayed after it arrives
+(pull, a broadcast from the root, fetch, the registry's reply). A ring all-reduce is a dataflow,
+as gloo's is and ``sim.collectives`` models it: a member moves on when its own data are in, with
+no lock-step between the members. So member j ends, after its bandwidth phase, the latencies of
+the 2(n − 1) ring links its last chunk crossed (:func:`pslab.topology.ring_chain`): 2(n − 1)
+times its upstream neighbour's hop when every hop is alike, never the slowest hop of the ring
+for every member. The kernel's own path (veth, bridge: tens of µs) comes on top and is not
+subtracted.
 """
 
 from __future__ import annotations
@@ -48,12 +53,12 @@ from grpc_ps.netns import (
     NetnsTopology,
     NetnsUnavailable,
     cleanup_stale,
-    hosts_from_topology,
     require_netns,
 )
 from pslab import ops
 from pslab.algorithms.base import REGISTRY, Plan, Role
 from pslab.scenario import Scenario, ScenarioError
+from pslab.topology import Cluster, build_cluster, host_links, host_of, ring_chain
 from pslab.trace import Trace
 
 BIND_ENV = "PSLAB_BIND_HOST"  # the address a role's gRPC server binds (default 127.0.0.1)
@@ -67,20 +72,26 @@ LOOPBACK_HINT = "on the command line: pslab launch --network loopback"
 def check(scenario: Scenario) -> None:
     """Before any process starts: root, iproute2 and a topology netns can build, or a
     :class:`ScenarioError` that says how to run on loopback instead."""
+    cluster = build_cluster(scenario.topology)  # its own errors need no netns hint
     try:
-        hosts_from_topology(scenario.topology)
+        NetnsTopology(host_links(cluster))  # checks the hosts, opens nothing
         require_netns()
-    except NetnsError as err:
-        raise ScenarioError(f"emulation.network: netns: {err} ({LOOPBACK_HINT})") from None
+    except (NetnsError, ValueError) as err:
+        on = f"emulation.network: netns, topology.preset: {scenario.topology.preset}"
+        raise ScenarioError(f"{on}: {err} ({LOOPBACK_HINT})") from None
 
 
 class NetnsNetwork:
     """The run's namespaces, seen from the launcher: start roles, name addresses, count bytes."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, cluster: Cluster) -> None:
         self.plan = plan
+        self.cluster = cluster
         fair = plan.scenario.emulation.port_queue == "fair"
-        self.topo = NetnsTopology(hosts_from_topology(plan.scenario.topology), fair)
+        self.topo = NetnsTopology(host_links(cluster), fair)
+
+    def host_of(self, name: str) -> str:
+        return host_of(self.cluster, self.plan, name)
 
     def open(self) -> list[str]:
         """Remove a killed run's leftovers, then build this run's namespaces; return the
@@ -96,11 +107,11 @@ class NetnsNetwork:
         self.topo.close()
 
     def address(self, name: str) -> str:
-        return self.topo.address(self.plan.host_of(name))
+        return self.topo.address(self.host_of(name))
 
     def env(self, name: str) -> dict[str, str]:
         """What a role's process needs in its environment inside the namespace."""
-        host = self.plan.host_of(name)
+        host = self.host_of(name)
         return {
             BIND_ENV: self.topo.address(host),
             HOST_ENV: host,
@@ -110,7 +121,7 @@ class NetnsNetwork:
 
     def popen(self, name: str, argv: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
         """Start role ``name``'s process inside its host's namespace (Popen keywords apply)."""
-        return self.topo.popen(self.plan.host_of(name), argv, **kw)
+        return self.topo.popen(self.host_of(name), argv, **kw)
 
     def endpoints(self, ports: dict[str, int]) -> Endpoints:
         """Where every service listens, by namespace address; dist stores at rank 0's host."""
@@ -142,7 +153,7 @@ class NetnsNetwork:
         """Tell the servers worker ``rank`` is gone, from inside a server host's namespace
         (the launcher's own namespace cannot reach the run's addresses). ``env``: what to add
         to the helper's environment (the run's token: never on its command line)."""
-        host = self.plan.host_of("ps-0")
+        host = self.host_of("ps-0")
         argv = [sys.executable, "-m", "grpc_ps.netns_launch", "leave", str(rank)]
         argv += [str(n_workers), str(params), *endpoints.servers]
         proc = self.topo.popen(
@@ -173,7 +184,36 @@ def links(
     before, after = reads
     starts = [s.start for s in trace.spans if s.role.startswith("worker-")]
     extent = max(s.end for s in trace.spans) - min(starts) if starts else None
-    return NetnsTopology.link_stats(before, after, extent if extent and extent > 0 else None)
+    return link_stats(before, after, extent if extent and extent > 0 else None)
+
+
+def link_stats(
+    before: dict[str, dict[str, Any]],
+    after: dict[str, dict[str, Any]],
+    elapsed_s: float | None = None,
+) -> list[dict[str, Any]]:
+    """Per-link bytes and utilisation between two :meth:`NetnsTopology.link_counters` snapshots.
+
+    The simulator's ``link_stats`` format: ``[{"name", "bytes", "utilization"}]``, only
+    links that carried bytes, sorted by name; utilisation = bytes / (bandwidth · elapsed).
+    ``elapsed_s`` defaults to the time between the two reads; pass the run's own duration
+    to compare with a simulated run of that length.
+    """
+    stats = []
+    for name, end in after.items():
+        start = before[name]
+        carried = end["bytes"] - start["bytes"]
+        if carried <= 0:
+            continue
+        elapsed = end["time"] - start["time"] if elapsed_s is None else elapsed_s
+        stats.append(
+            {
+                "name": name,
+                "bytes": float(carried),
+                "utilization": carried / (end["bandwidth"] * elapsed) if elapsed > 0 else 0.0,
+            }
+        )
+    return sorted(stats, key=lambda s: s["name"])
 
 
 # ------------------------------------------------------------ in the role's process
@@ -238,16 +278,20 @@ def make_executor(
 
 
 class Latencies:
-    """The simulator's per-op latency for one role, from the scenario's topology."""
+    """The simulator's per-op latency for role ``me``, from the scenario's cluster."""
 
-    def __init__(self, plan: Plan, me: str) -> None:
+    def __init__(self, plan: Plan, me: str, cluster: Cluster) -> None:
         self.plan = plan
-        self.topo = NetnsTopology(hosts_from_topology(plan.scenario.topology))  # never opened
-        self.me = plan.host_of(me)
+        self.cluster = cluster
+        self.me = me
+        self.host = {name: host_of(cluster, plan, name) for name in plan.processes()}
 
     def to(self, name: str) -> float:
         """One message between this role and role or service ``name`` (either way)."""
-        return self.topo.path_latency(self.me, self.plan.host_of(name))
+        return self._hop(self.me, name)
+
+    def _hop(self, a: str, b: str) -> float:
+        return self.cluster.path_latency(self.host[a], self.host[b])
 
     def servers(self) -> float:
         """A push to, or pull from, every shard at once: the slowest shard's path."""
@@ -255,13 +299,13 @@ class Latencies:
         return max((self.to(f"ps-{k}") for k in range(shards)), default=0.0)
 
     def ring(self, group: Sequence[str]) -> float:
-        """A ring all-reduce: 2(n − 1) steps, each one neighbour hop (the slowest)."""
+        """A ring all-reduce, for this member: the 2(n − 1) ring links ending at it, which
+        its last chunk crossed (member k sends to k + 1)."""
         n = len(group)
         if n < 2:
             return 0.0
-        hosts = [self.plan.host_of(g) for g in group]
-        hop = max(self.topo.path_latency(hosts[j], hosts[(j + 1) % n]) for j in range(n))
-        return 2 * (n - 1) * hop
+        hops = [self._hop(group[k], group[(k + 1) % n]) for k in range(n)]
+        return ring_chain(hops, 2 * (n - 1))[list(group).index(self.me)]
 
 
 class LatencyExecutor(EmuExecutor):
@@ -272,7 +316,7 @@ class LatencyExecutor(EmuExecutor):
     """
 
     def __init__(self, plan: Plan, role: Role, *args: Any, **kw: Any) -> None:
-        self.latency = Latencies(plan, role.name)
+        self.latency = Latencies(plan, role.name, build_cluster(plan.scenario.topology))
         super().__init__(plan, role, *args, **kw)
 
     def _op_push(self, op: ops.Push) -> tuple[Any, int]:

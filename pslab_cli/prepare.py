@@ -190,9 +190,11 @@ def recipe(plan: Plan, run_dir: Path, where: Layout, token: bool, tls: bool) -> 
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from pslab.topology import lay_out
     from pslab_cli.main import UsageError, _load
 
-    scenario, _ = _load(args)
+    scenario, base = _load(args)
+    scenario, _ = lay_out(scenario, base)  # a graph's worker hosts are its nodes
     try:
         where = layout(scenario, args.hosts, args.servers, args.port)
         lines = prepare(scenario, args.run_dir, where, args.token, args.tls)

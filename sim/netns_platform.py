@@ -7,7 +7,7 @@ neither the nominal cluster (whose hosts have cores of their own) nor plain
 loopback (which has no links). :class:`NetnsPlatform` predicts it:
 
 - between hosts, a transfer is a flow over the scenario's host links, shared
-  max–min, at the payload rate a shaped link carries (:data:`FRAME_PAYLOAD`),
+  max–min, at the payload rate a shaped link carries (:data:`sim.topology.FRAME_PAYLOAD`),
   plus the link latency (which the emulator sleeps, as ``tbf`` adds none);
   its CPU work at both ends is priced from the calibration profile as on
   loopback and runs alongside the flow;
@@ -21,36 +21,15 @@ from __future__ import annotations
 
 import math
 
-import networkx as nx
 import simpy
 
 from pslab.algorithms.base import Plan, Role
 from pslab.profile import Profile
+from pslab.stream_costs import Contention
+from pslab.topology import host_of
 from sim.network import FlowNetwork
 from sim.platform import GlooRing, LocalPlatform, LoopbackNetwork
-from sim.topology import Cluster, build_cluster
-
-# tbf shapes Ethernet frames. At MTU 1500 a full TCP segment carries 1448 bytes of payload
-# (20 IPv4 + 20 TCP + 12 timestamp option) in a 1514-byte frame (+14 Ethernet): the pull
-# phase of docs/netns.md's incast took n·M/B × 1514/1448 to 0.1 %.
-FRAME_PAYLOAD = 1448 / 1514
-
-
-def host_graph(cluster: Cluster) -> nx.Graph:
-    """The scenario's hosts and switches and the links between them: what netns builds.
-
-    GPUs are left out (a GPU worker is a process of its host's namespace), and so is a
-    switch that then joins nothing (a node's NVLink switch): inside a namespace,
-    processes talk over its loopback, not over the scenario's intra-node links.
-    """
-    g = cluster.graph.copy()
-    g.remove_nodes_from([v for v, kind in g.nodes(data="kind") if kind == "gpu"])
-    g.remove_nodes_from(
-        [v for v, kind in g.nodes(data="kind") if kind == "switch" and g.degree(v) < 2]
-    )
-    for _a, _b, d in g.edges(data=True):
-        d["bandwidth"] = d["bandwidth"] * FRAME_PAYLOAD
-    return g
+from sim.topology import Cluster, build_cluster, netns_graph
 
 
 class NetnsNetwork(LoopbackNetwork):
@@ -63,8 +42,9 @@ class NetnsNetwork(LoopbackNetwork):
         profile: Profile,
         ring: GlooRing,
         host_of: dict[str, str],
+        contention: Contention,
     ) -> None:
-        super().__init__(env, cluster, profile, ring, list(host_of))
+        super().__init__(env, cluster, profile, ring, list(host_of), contention)
         self.host_of = host_of
 
     def transfer(
@@ -93,8 +73,8 @@ class NetnsPlatform(LocalPlatform):
     def __init__(self, plan: Plan, profile: Profile, emulated_compute: bool) -> None:
         super().__init__(plan, profile, emulated_compute)
         nominal = build_cluster(plan.scenario.topology)
-        g = host_graph(nominal)
-        self.host_of = {name: plan.host_of(name) for name in self.processes}
+        g = netns_graph(nominal)
+        self.host_of = {name: host_of(nominal, plan, name) for name in self.processes}
         for name, host in self.host_of.items():
             # a process hangs off its host; a ring step between two of them waits one hand-off
             g.add_node(name, kind="host", cores=1)
@@ -110,7 +90,9 @@ class NetnsPlatform(LocalPlatform):
         )
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
-        return NetnsNetwork(env, self.cluster, self.profile, self.ring, self.host_of)
+        return NetnsNetwork(
+            env, self.cluster, self.profile, self.ring, self.host_of, self.contention
+        )
 
     def host(self, role: Role) -> str:
         return self.host_of[role.name]

@@ -15,10 +15,10 @@ from pslab.metrics import mean_metrics
 from pslab.profile import Profile
 from pslab.results import write_results
 from pslab.scenario import Scenario
+from pslab.topology import lay_out
 from sim.executor import SimExecutor, SimResult
 from sim.netns_platform import NetnsPlatform
 from sim.platform import LocalPlatform, NominalPlatform
-from sim.topology import build_cluster, graph_topology
 
 
 def simulate(
@@ -27,11 +27,8 @@ def simulate(
     on_start: Callable[[SimExecutor], None] | None = None,
 ) -> SimResult:
     """``on_start`` sees the executor before it runs (the CLI's progress bar polls it).
-    A graph topology's workers are the graph's hosts (``graph_topology``)."""
-    cluster = build_cluster(scenario.topology, base_dir)
-    topology = graph_topology(scenario.topology, cluster)
-    if topology is not scenario.topology:
-        scenario = scenario.model_copy(update={"topology": topology})
+    A graph topology's workers are the graph's hosts (``lay_out``)."""
+    scenario, cluster = lay_out(scenario, base_dir)
     plan = build_plan(scenario)
     executor = SimExecutor(scenario, plan, NominalPlatform(cluster))
     if on_start is not None:
@@ -69,7 +66,7 @@ def simulate_emulated(scenario: Scenario, profile: Profile, phases: int = PHASES
     (``iteration_time_s_phases``: min, max) and the mean op times
     (``op_time_s``) over the runs; the trace is the first run's.
     """
-    local = emulated_scenario(scenario, profile)
+    local = emulated_scenario(lay_out(scenario)[0], profile)
     emulated = local.emulation.compute != "real"
 
     on = NetnsPlatform if local.emulation.network == "netns" else LocalPlatform

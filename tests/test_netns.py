@@ -20,15 +20,10 @@ import pytest
 from conftest import needs_netns
 
 from grpc_ps import netns
-from grpc_ps.netns import (
-    HostSpec,
-    NetnsError,
-    NetnsTopology,
-    NetnsUnavailable,
-    cleanup_stale,
-    hosts_from_topology,
-)
+from grpc_ps.netns import NetnsError, NetnsTopology, NetnsUnavailable, cleanup_stale
+from grpc_ps.netns_launch import link_stats
 from pslab.scenario import Topology
+from pslab.topology import HostLink, TopologyError, build_cluster, host_links
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = 200e6 / 8  # bytes/s: the nodes' links
@@ -44,7 +39,12 @@ CLUSTER = Topology(
 )
 
 
-def _open(hosts: list[HostSpec]) -> NetnsTopology:
+def hosts_from_topology(topo: Topology) -> list[HostLink]:
+    """The hosts netns builds for ``topo``: the core model's cluster, seen as a star."""
+    return host_links(build_cluster(topo))
+
+
+def _open(hosts: list[HostLink]) -> NetnsTopology:
     """Open a topology, skipping where the kernel refuses namespaces despite root."""
     topo = NetnsTopology(hosts)
     try:
@@ -78,9 +78,9 @@ def _gone(pid: int) -> bool:
 
 def test_hosts_from_cluster_topology() -> None:
     assert hosts_from_topology(CLUSTER) == [
-        HostSpec("n0", FAST, "sw", 20e-6),
-        HostSpec("n1", FAST, "sw", 20e-6),
-        HostSpec("ps0", SLOW, "sw", 50e-6),
+        HostLink("n0", FAST, "sw", 20e-6),
+        HostLink("n1", FAST, "sw", 20e-6),
+        HostLink("ps0", SLOW, "sw", 50e-6),
     ]
     plain = Topology(preset="cluster", nodes=1, servers=2, inter_link={"bandwidth": FAST})
     assert [h.bandwidth for h in hosts_from_topology(plain)] == [FAST, FAST, FAST]
@@ -89,33 +89,66 @@ def test_hosts_from_cluster_topology() -> None:
 def test_hosts_from_single_node_hang_servers_off_the_node() -> None:
     topo = Topology(preset="single_node", servers=2, intra_link={"bandwidth": 1e9, "latency": 2e-6})
     assert hosts_from_topology(topo) == [
-        HostSpec("n0", None),
-        HostSpec("ps0", 1e9, "n0", 2e-6),
-        HostSpec("ps1", 1e9, "n0", 2e-6),
+        HostLink("n0", None),
+        HostLink("ps0", 1e9, "n0", 2e-6),
+        HostLink("ps1", 1e9, "n0", 2e-6),
     ]
 
 
 def test_other_presets_are_refused_with_the_way_out() -> None:
-    with pytest.raises(NetnsError, match=r"fat_tree.*emulation.network: loopback"):
+    with pytest.raises(TopologyError, match=r"one switch.*emulation.network: loopback"):
         hosts_from_topology(Topology(preset="fat_tree", nodes=4))
+    two_nics = Topology(preset="cluster", nodes=2, nics_per_node=2, gpus_per_node=0)
+    with pytest.raises(TopologyError, match="one switch"):  # two paths out of each host
+        hosts_from_topology(two_nics)
+
+
+def test_a_single_nic_is_in_series_on_its_hosts_link() -> None:
+    pcie = {"bandwidth": FAST / 2, "latency": 1e-6}
+    topo = Topology.model_validate({**CLUSTER.model_dump(), "nics_per_node": 1, "pcie_link": pcie})
+    # host -> NIC (PCIe) -> switch: the slower rate, both latencies
+    n0 = hosts_from_topology(topo)[0]
+    assert (n0.name, n0.bandwidth, n0.peer) == ("n0", FAST / 2, "sw")
+    assert n0.latency == pytest.approx(21e-6)
+
+
+def test_a_star_graph_is_built_with_its_own_names() -> None:
+    graph = {
+        "nodes": [
+            {"name": "a"},
+            {"name": "b"},
+            {"name": "s", "server": True},
+            {"name": "tor", "kind": "switch"},
+        ],
+        "links": [
+            {"a": h, "b": "tor", "bandwidth": FAST, "latency": 5e-6} for h in ("a", "b", "s")
+        ],
+    }
+    topo = Topology(preset="graph", gpus_per_node=0, graph=graph)
+    assert hosts_from_topology(topo) == [
+        HostLink("a", FAST, "tor", 5e-6),
+        HostLink("b", FAST, "tor", 5e-6),
+        HostLink("s", FAST, "tor", 5e-6),
+    ]
 
 
 def test_path_latency_sums_both_hosts_links() -> None:
+    cluster = build_cluster(CLUSTER)  # the core model's latencies, which the emulator sleeps
+    assert cluster.path_latency("n0", "ps0") == pytest.approx(70e-6)
+    assert cluster.path_latency("n0", "n1") == pytest.approx(40e-6)
+    assert cluster.path_latency("n1", "n1") == 0.0
     topo = NetnsTopology(hosts_from_topology(CLUSTER))
-    assert topo.path_latency("n0", "ps0") == pytest.approx(70e-6)
-    assert topo.path_latency("n0", "n1") == pytest.approx(40e-6)
-    assert topo.path_latency("n1", "n1") == 0.0
     with pytest.raises(KeyError, match="no host 'n7'"):
         topo.address("n7")
 
 
 def test_bad_hosts_are_refused() -> None:
     with pytest.raises(ValueError, match="unique"):
-        NetnsTopology([HostSpec("n0", FAST), HostSpec("n0", FAST)])
+        NetnsTopology([HostLink("n0", FAST), HostLink("n0", FAST)])
     with pytest.raises(ValueError, match="bad host name"):
-        NetnsTopology([HostSpec("sw", FAST)])
+        NetnsTopology([HostLink("sw", FAST)])
     with pytest.raises(ValueError, match="bandwidth"):
-        NetnsTopology([HostSpec("n0", 0.0)])
+        NetnsTopology([HostLink("n0", 0.0)])
 
 
 def test_without_root_the_error_says_how_to_run_on_loopback(
@@ -123,7 +156,7 @@ def test_without_root_the_error_says_how_to_run_on_loopback(
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(NetnsUnavailable, match=r"root.*emulation.network: loopback"):
-        NetnsTopology([HostSpec("n0", FAST)]).open()
+        NetnsTopology([HostLink("n0", FAST)]).open()
     with pytest.raises(NetnsUnavailable, match="root"):
         cleanup_stale()
 
@@ -132,7 +165,7 @@ def test_without_tc_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(netns.shutil, "which", lambda tool: None if tool == "tc" else tool)
     with pytest.raises(NetnsUnavailable, match=r"needs tc .*emulation.network: loopback"):
-        NetnsTopology([HostSpec("n0", FAST)]).open()
+        NetnsTopology([HostLink("n0", FAST)]).open()
 
 
 # ------------------------------------------------------------- namespaces
@@ -237,7 +270,7 @@ def test_tcp_reaches_the_shaped_rate_and_is_counted(
         assert got["bytes"] == NBYTES
         # The first read may hold the token bucket's burst, sent before the limit applies.
         rates.append((got["bytes"] - got["first"]) / got["s"])
-        _check_counters(cluster, NetnsTopology.link_stats(before, after), src, dst)
+        _check_counters(cluster, link_stats(before, after), src, dst)
         if rates[-1] >= 0.9 * target:
             break
     shown = ", ".join(f"{r * 8 / 1e6:.1f}" for r in rates)
@@ -261,7 +294,7 @@ def _check_counters(topo: NetnsTopology, stats: list[dict[str, Any]], src: str, 
 @needs_netns
 def test_exit_removes_everything_even_after_an_interrupt() -> None:
     links = _root_links()
-    topo = _open([HostSpec("n0", FAST), HostSpec("n1", None), HostSpec("ps0", SLOW, "n1")])
+    topo = _open([HostLink("n0", FAST), HostLink("n1", None), HostLink("ps0", SLOW, "n1")])
     with pytest.raises(KeyboardInterrupt), topo:
         sleeper = topo.popen("n0", ["sleep", "30"])
         assert _namespaces(topo.prefix) == sorted(
@@ -281,8 +314,9 @@ def test_exit_removes_everything_even_after_an_interrupt() -> None:
 
 CHILD = r"""
 import sys
-from grpc_ps.netns import HostSpec, NetnsTopology
-topo = NetnsTopology([HostSpec("a", 1e6), HostSpec("b", None)])
+from grpc_ps.netns import NetnsTopology
+from pslab.topology import HostLink
+topo = NetnsTopology([HostLink("a", 1e6), HostLink("b", None)])
 topo.open()
 sleeper = topo.popen("a", ["sleep", "60"])
 print(topo.prefix, sleeper.pid, flush=True)
@@ -315,7 +349,7 @@ def test_sigterm_removes_everything_and_still_kills() -> None:
 
 @needs_netns
 def test_cleanup_stale_removes_a_killed_runs_leftovers_only() -> None:
-    with NetnsTopology([HostSpec("live", None)]) as live:
+    with NetnsTopology([HostLink("live", None)]) as live:
         proc, prefix, sleeper = _child("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
         assert proc.wait(timeout=15) == -signal.SIGKILL
         leaked = _namespaces(prefix)
@@ -332,7 +366,7 @@ def test_cleanup_stale_removes_a_killed_runs_leftovers_only() -> None:
 @needs_netns
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads around
 def test_a_forked_child_never_tears_down_its_parents_namespaces() -> None:
-    with NetnsTopology([HostSpec("a", None)]) as topo:
+    with NetnsTopology([HostLink("a", None)]) as topo:
         pid = os.fork()
         if pid == 0:  # the child: inherited SIGTERM handler, atexit and open topology
             try:

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import load_experiment, needs_netns
+from conftest import needs_netns
 
 from grpc_ps import netns, netns_launch
 from grpc_ps.launch import Launcher, LaunchError, launch
@@ -25,8 +25,10 @@ from grpc_ps.lifeline import pid_alive
 from grpc_ps.netns_launch import Latencies, NetnsNetwork, isolated
 from pslab.algorithms import build_plan
 from pslab.scenario import Scenario, ScenarioError, scenario_from_dict
+from pslab.topology import build_cluster, host_of, lay_out, ring_chain
 from pslab.trace import SpanRecord, Trace
 from pslab_cli.main import main as cli
+from sim.platform import NominalPlatform
 
 PARAMS = 125_000  # 0.5 MB of float32
 ITERATIONS = 4
@@ -66,44 +68,81 @@ def _our_namespaces() -> list[str]:
 # ------------------------------------------------------------------ anywhere
 
 
+def _network(scenario: Scenario) -> NetnsNetwork:
+    """The launcher's view of a run's namespaces (never opened here)."""
+    return NetnsNetwork(build_plan(scenario), build_cluster(scenario.topology))
+
+
+def _latencies(scenario: Scenario, me: str) -> Latencies:
+    return Latencies(build_plan(scenario), me, build_cluster(scenario.topology))
+
+
 def test_roles_run_where_the_simulator_puts_them() -> None:
-    plan = build_plan(_scenario("layered_sgd", nodes=2, workers_per_node=2, servers=0))
-    assert [plan.host_of(w.name) for w in plan.workers] == ["n0", "n0", "n1", "n1"]
-    assert [plan.host_of(c.name) for c in plan.comms] == ["n0", "n1"]
-    assert plan.host_of("registry") == "n0"  # no server host: the first node
-    ps = build_plan(_scenario(servers=2))
+    layered = _network(_scenario("layered_sgd", nodes=2, workers_per_node=2, servers=0))
+    assert [layered.host_of(w.name) for w in layered.plan.workers] == ["n0", "n0", "n1", "n1"]
+    assert [layered.host_of(c.name) for c in layered.plan.comms] == ["n0", "n1"]
+    assert layered.host_of("registry") == "n0"  # no server host: the first node
+    ps = _network(_scenario(servers=2))
     assert ps.host_of("ps-1") == "ps1" and ps.host_of("registry") == "ps0"
     with pytest.raises(KeyError, match="no role"):
         ps.host_of("worker-9")
+    # one placement: the simulator's platform puts every process where netns starts it
+    assert host_of(ps.cluster, ps.plan, "ps-0") == NominalPlatform(ps.cluster).server_host(0)
 
 
 def test_endpoints_name_namespace_addresses() -> None:
-    plan = build_plan(_scenario("layered_sgd", nodes=2, workers_per_node=2, servers=1))
-    ep = NetnsNetwork(plan).endpoints({"ps-0": 7000, "comm-0": 7001, "comm-1": 7002})
+    network = _network(_scenario("layered_sgd", nodes=2, workers_per_node=2, servers=1))
+    ep = network.endpoints({"ps-0": 7000, "comm-0": 7001, "comm-1": 7002})
     # hosts n0, n1, ps0 are .1, .2, .3 of the run's own subnet
     assert ep.servers == ["10.77.0.3:7000"]
     assert ep.comms == ["10.77.0.1:7001", "10.77.0.2:7002"]
     assert ep.registry is None
     assert ep.dist_workers == "tcp://10.77.0.1:29500"  # rank 0's host
     assert ep.dist_comms == "tcp://10.77.0.1:29501"
-    env = NetnsNetwork(plan).env("comm-1")
+    env = network.env("comm-1")
     assert env["PSLAB_BIND_HOST"] == "10.77.0.2" and env["GLOO_SOCKET_IFNAME"] == "eth0"
 
 
 def test_latency_is_what_the_simulator_charges() -> None:
-    plan = build_plan(_scenario("layered_sgd", nodes=3, workers_per_node=2, servers=1))
-    worker = Latencies(plan, "worker-0")
+    layered = _scenario("layered_sgd", nodes=3, workers_per_node=2, servers=1)
+    plan = build_plan(layered)
+    worker = _latencies(layered, "worker-0")
     assert worker.servers() == 0.0  # Layered SGD has no server
-    pusher = Latencies(build_plan(_scenario(nodes=3, servers=2)), "worker-0")
+    pusher = _latencies(_scenario(nodes=3, servers=2), "worker-0")
     assert pusher.servers() == pytest.approx(2 * LATENCY)  # n0 -> sw -> ps0 (or ps1)
     assert worker.to("comm-0") == 0.0  # same host: loopback, no link
     assert worker.to("comm-1") == pytest.approx(2 * LATENCY)
     comms = tuple(c.name for c in plan.comms)
     # a ring of 3 hosts: 2(n-1) = 4 steps of one host-to-host hop (two links) each
-    assert Latencies(plan, "comm-0").ring(comms) == pytest.approx(4 * 2 * LATENCY)
+    assert _latencies(layered, "comm-0").ring(comms) == pytest.approx(4 * 2 * LATENCY)
     workers = tuple(w.name for w in plan.workers)
-    assert worker.ring(workers) == pytest.approx(10 * 2 * LATENCY)
+    # a dataflow ring, no lock-step: the 10 ring links ending at worker-0 cross 5 host hops
+    # (every other one: its neighbour on its own host is loopback); lock-step took 10 x 2L
+    assert worker.ring(workers) == pytest.approx(5 * 2 * LATENCY)
     assert worker.ring(("worker-0",)) == 0.0
+
+
+def test_a_ring_member_waits_for_the_links_its_own_data_crossed() -> None:
+    """Uneven hops: each member's latency is the simulator's ``ring_chain`` for it, never
+    the slowest hop times the steps for everyone."""
+    spec = _scenario("allreduce", nodes=3)
+    graph = {
+        "nodes": [{"name": h} for h in ("a", "b", "c")] + [{"name": "t", "kind": "switch"}],
+        "links": [
+            {"a": "a", "b": "t", "bandwidth": 1e8, "latency": LATENCY},
+            {"a": "b", "b": "t", "bandwidth": 1e8, "latency": LATENCY},
+            {"a": "c", "b": "t", "bandwidth": 1e8, "latency": 3 * LATENCY},
+        ],
+    }
+    data = spec.model_dump(mode="json")
+    data["topology"] = {"preset": "graph", "gpus_per_node": 0, "graph": graph}
+    scenario, _ = lay_out(Scenario.model_validate(data))
+    ring = ("worker-0", "worker-1", "worker-2")  # hops a-b 2L, b-c 4L, c-a 4L
+    got = [_latencies(scenario, w).ring(ring) for w in ring]
+    assert got == pytest.approx(
+        [ring_chain([2 * LATENCY, 4 * LATENCY, 4 * LATENCY], 4)[j] for j in range(3)]
+    )
+    assert got == pytest.approx([14 * LATENCY, 12 * LATENCY, 14 * LATENCY])
 
 
 def test_only_the_runs_own_subnet_inside_a_namespace_is_isolated() -> None:
@@ -151,7 +190,8 @@ def test_link_utilisation_is_over_the_traced_run() -> None:
 
 
 def test_phases_of_the_validation_experiment() -> None:
-    exp = load_experiment("netns_validation")
+    from experiments import netns_validation as exp
+
     trace = Trace("emu")
     for it, t in ((1, 10.0), (2, 20.0)):
         for rank, (push_start, push_end, pull_end) in enumerate([(0, 2, 5), (1, 3, 4)]):
@@ -242,7 +282,7 @@ def test_the_next_run_removes_a_killed_runs_namespaces(root: Any) -> None:
     proc.kill()  # SIGKILL: no handler runs, the namespaces and the roles in them stay
     proc.wait(timeout=10)
     assert [n for n in _namespaces() if n.startswith(prefix)]
-    network = NetnsNetwork(build_plan(_scenario()))
+    network = _network(_scenario())
     try:
         stale = network.open()  # what every netns launch does first
     finally:

@@ -1,4 +1,4 @@
-"""Topology presets, worker placement and routing."""
+"""The core topology model: presets, worker placement, routing, and the errors a user can cause."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+import yaml
 
 from pslab.scenario import ExplicitGraph, GraphLink, GraphNode, Link, Topology
-from sim.topology import build_cluster, graph_topology
+from pslab.topology import TopologyError, build_cluster, graph_topology, lay_out
 
 INTRA = Link(bandwidth=300e9, latency=1e-6)
 INTER = Link(bandwidth=1.25e9, latency=10e-6)
@@ -246,8 +247,6 @@ def test_a_hosts_gpus_attribute_adds_its_gpus() -> None:
 
 
 def test_graph_layout_errors_name_the_field() -> None:
-    from sim.topology import TopologyError
-
     hosts = [GraphNode(name=f"h{i}") for i in range(16)]
     with pytest.raises(TopologyError, match=r"topology\.nodes: 20, but .* 16 worker hosts"):
         build_cluster(Topology(preset="graph", nodes=20, graph=_hosts_graph(hosts)))
@@ -265,3 +264,66 @@ def test_graph_layout_errors_name_the_field() -> None:
     )
     with pytest.raises(TopologyError, match="gpus: 2, but 1 gpu vertices"):
         build_cluster(Topology(preset="graph", graph=spec))
+
+
+STAR = """
+name: star
+topology:
+  preset: graph
+  gpus_per_node: 0
+  workers_per_node: 2
+  graph:
+    nodes: [{name: a}, {name: b}, {name: c}, {name: s, server: true}, {name: t, kind: switch}]
+    links:
+      - {a: a, b: t, bandwidth: 1Gb/s, latency: 5us}
+      - {a: b, b: t, bandwidth: 1Gb/s, latency: 5us}
+      - {a: c, b: t, bandwidth: 1Gb/s, latency: 5us}
+      - {a: s, b: t, bandwidth: 1Gb/s, latency: 5us}
+workload: {model: {params: 1000}, compute_time: 1ms}
+algorithm: {name: sync_ps, lr: 0.1}
+run: {iterations: 3, warmup: 1}
+"""
+
+
+def test_every_side_counts_a_graphs_workers_from_the_graph(tmp_path: Path) -> None:
+    """The simulator, the emulator and the CLI lay a graph out once, in the core model: 3
+    hosts x 2 workers, whatever ``topology.nodes`` (default 1) says."""
+    from grpc_ps.launch import Launcher
+    from pslab.algorithms import build_plan
+    from pslab.scenario import scenario_from_dict
+
+    scenario = scenario_from_dict(yaml.safe_load(STAR))
+    assert scenario.topology.n_workers == 2  # as written: nodes 1
+    laid_out, cluster = lay_out(scenario)
+    assert laid_out.topology.n_workers == 6 and cluster.node_hosts == ["a", "b", "c"]
+    assert len(build_plan(laid_out).workers) == 6
+    assert lay_out(laid_out)[0].topology == laid_out.topology  # laying out again changes nothing
+    launcher = Launcher(scenario, tmp_path)  # starts nothing until run()
+    assert len(launcher.plan.workers) == 6 and launcher.scenario.topology.nodes == 3
+
+
+@pytest.mark.parametrize(
+    ("topology", "message"),
+    [
+        ("{preset: fat_tree, fat_tree_k: 4, nodes: 16, servers: 1}", "raise topology.fat_tree_k"),
+        (
+            "{preset: graph, graph: {nodes: [{name: a}], links: [{a: a, b: z, bandwidth: 1Gb/s}]}}",
+            "node 'z' is not declared",
+        ),
+        ("{preset: graph, graph: {graphml: nowhere.graphml}}", "cannot read GraphML"),
+        ("{preset: graph, graph: {graphml: bad.graphml}}", "edge a-b: expected a bandwidth"),
+    ],
+)
+def test_a_topology_error_is_a_clear_message_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], topology: str, message: str
+) -> None:
+    from pslab_cli.main import main
+
+    g = nx.Graph()
+    g.add_edge("a", "b", bandwidth="fast")
+    nx.write_graphml(g, tmp_path / "bad.graphml")
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\ntopology: {topology}\n")
+    assert main(["sim", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -122,18 +122,6 @@ class Plan:
             names.append(REGISTRY)
         return names
 
-    def host_of(self, name: str) -> str:
-        """The topology host (``n{i}``, ``ps{k}``) process ``name`` runs on: one placement
-        for the netns emulator that starts it there and the simulator that prices it."""
-        if name.startswith("ps-"):
-            return f"ps{int(name.split('-', 1)[1])}"
-        if name == REGISTRY:
-            return "ps0" if self.scenario.topology.servers else "n0"
-        for role in self.roles:
-            if role.name == name:
-                return f"n{role.node}"
-        raise KeyError(f"no role {name!r} in the plan")
-
 
 @dataclass(frozen=True)
 class Context:
