@@ -38,7 +38,7 @@ class Durable:
             self._received, self._applied = state.received, state.applied
             replayed = self._replay_journal(journal)
             self._pool.clear()  # the replay's buffer: serving allocates again on demand
-            self._live = 1 if self._round_sum is None else 2
+            self._live = 2 if self._round.open else 1
             if replayed:
                 self._checkpoint()  # replayed pushes are in no journal from here on
 
@@ -80,7 +80,7 @@ class Durable:
         """Write a checkpoint (holding ``_cond``), unless a BSP round is open: its pushes
         live in the journal until the round closes."""
         assert self.journal is not None and self._params is not None
-        if self._round_sum is not None:
+        if self._round.open:
             return
         self.journal.checkpoint(
             State(

@@ -9,9 +9,8 @@ so the traces of all processes line up without further alignment.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,9 +26,10 @@ from pslab import ops, rules
 from pslab.algorithms.base import Plan, Role, worker_name
 from pslab.data import Batches, load
 from pslab.distributions import draw, role_rng
+from pslab.driver import Handler, Run, drive, finish
 from pslab.models import FlatModel, initial_params
 from pslab.smoothing import smooth_segments
-from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
+from pslab.trace import Trace
 
 MODES = {"grad": pb.PUSH_MODE_GRAD, "delta": pb.PUSH_MODE_DELTA}
 
@@ -41,12 +41,6 @@ def pick_device(choice: str, local_rank: int) -> torch.device:
     if not torch.cuda.is_available():
         raise RuntimeError("emulation.device is 'cuda' but torch sees no CUDA device")
     return torch.device("cuda", local_rank % torch.cuda.device_count())
-
-
-@dataclass
-class _Handle:
-    future: Future
-    cat: str
 
 
 class EmuExecutor:
@@ -164,61 +158,40 @@ class EmuExecutor:
 
     # ------------------------------------------------------------------ running
 
+    @property
     def now(self) -> float:
+        """Seconds on the run's shared clock (the driver's :class:`pslab.driver.Clock`)."""
         return (time.perf_counter_ns() - self.t0_ns) / 1e9
 
     def run(self) -> Trace:
-        program = self.role.program()
-        marks = IterationMarks(self.trace, self.role.name, self.host)
-        result: Any = None
-        while True:
-            try:
-                op = program.send(result)
-            except StopIteration:
-                break
-            if isinstance(op, ops.Iteration):
-                marks.mark(op.iteration, self.now())
-                if self.on_iteration is not None:
-                    self.on_iteration(op.iteration)
-                result = None
-                continue
-            result = self._timed(op, blocking=True)
-        marks.close(self.now())
-        return self.trace
-
-    def _record(
-        self, op: ops.Op, name: str, cat: str, start: float, blocking: bool, nbytes: int = 0
-    ) -> None:
-        self.trace.add(
-            SpanRecord(
-                self.role.name,
-                self.host,
-                name,
-                cat,
-                start,
-                self.now(),
-                op.iteration,
-                nbytes,
-                blocking,
-                getattr(op, "on_behalf", ()),
+        finish(
+            drive(
+                self.role.program(),
+                handler=self._handler,
+                spawn=self._spawn,
+                join=_join,
+                clock=self,
+                trace=self.trace,
+                role=self.role.name,
+                host=self.host,
+                on_iteration=self.on_iteration,
             )
         )
+        return self.trace
 
-    def _timed(self, op: ops.Op, blocking: bool) -> Any:
-        start = self.now()
-        if isinstance(op, ops.Start):
-            assert op.op is not None
-            inner = op.op
-            cat = inner.cat.value
-            pool = self._pools["io" if cat == "io" else "comm"]
-            return _Handle(pool.submit(self._timed, inner, False), cat)
-        if isinstance(op, ops.Wait):
-            results = [h.future.result() for h in op.handles]
-            self._record(op, "wait", wait_category({h.cat for h in op.handles}), start, True)
-            return results
-        result, nbytes = getattr(self, f"_op_{op.name}")(op)
-        self._record(op, op.name, op.cat.value, start, blocking, nbytes)
-        return result
+    def _handler(self, name: str) -> Handler:
+        """The ``_op_<name>`` method as the driver's handler: it blocks, and never yields."""
+        method = getattr(self, f"_op_{name}")
+
+        def handler(op: ops.Op) -> Generator[Any, Any, tuple[Any, int]]:
+            return method(op)
+            yield  # a generator that returns at once
+
+        return handler
+
+    def _spawn(self, run: Run, cat: str) -> Future:
+        """A started op runs on its own thread (loads apart from transfers), to its end."""
+        return self._pools["io" if cat == "io" else "comm"].submit(finish, run)
 
     # ------------------------------------------------------------- local work
 
@@ -343,6 +316,12 @@ class EmuExecutor:
             op.buf, lambda host: self.registry.fetch(op.key, op.round, op.wait, host)
         )
         return found, self.plan.model.nbytes if found else 0
+
+
+def _join(futures: list[Future]) -> Run:
+    """The started ops' results, in order (blocking: the driver's generator never yields)."""
+    return [f.result() for f in futures]
+    yield
 
 
 def _span_key(span: ops.Span) -> str:

@@ -13,7 +13,8 @@ from grpc_ps import tensors
 from grpc_ps.books import Books
 from grpc_ps.pb import ps_pb2 as pb
 from grpc_ps.pb import ps_pb2_grpc as pb_grpc
-from pslab.policies import LeaderBoard, PolicyError
+from pslab.policies import PolicyError
+from pslab.rounds import LeaderRounds, Publications
 
 
 class LeaderRegistryServicer(pb_grpc.LeaderRegistryServicer, Books):
@@ -21,18 +22,16 @@ class LeaderRegistryServicer(pb_grpc.LeaderRegistryServicer, Books):
 
     ``sync``: every ReportLoss is a barrier over all workers for its round, and everyone gets
     the leaders of that round's reports (synchronous Leader SGD); otherwise each report is
-    answered at once from the latest losses. Published arrays are never modified (a newer
-    publication replaces them), so fetches stream them by reference without a copy.
+    answered at once from the latest losses. Who leads and which publication is kept are
+    :mod:`pslab.rounds`' (the simulator's answers too). Published arrays are never modified
+    (a newer publication replaces them), so fetches stream them by reference without a copy.
     """
 
     def __init__(self, groups: list[list[int]], max_elements: int, sync: bool = False) -> None:
         Books.__init__(self)
-        self.board = LeaderBoard(groups)
-        self.n_workers = sum(len(g) for g in groups)
-        self.max_elements, self.sync = max_elements, sync
-        self._reported: dict[int, set[int]] = {}  # sync: round -> workers that reported
-        self._answers: dict[int, dict[int, tuple[int, int]]] = {}  # round -> worker -> leaders
-        self._published: dict[str, tuple[int, np.ndarray]] = {}
+        self.leaders = LeaderRounds(groups, sync)
+        self.max_elements = max_elements
+        self._published: Publications[np.ndarray] = Publications()
 
     def ReportLoss(self, request: pb.LossReport, context: grpc.ServicerContext) -> pb.Leaders:
         worker, rnd = request.worker, request.round
@@ -40,22 +39,14 @@ class LeaderRegistryServicer(pb_grpc.LeaderRegistryServicer, Books):
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"loss {request.loss}")
         with self._cond:
             try:
-                local, best = self.board.report(worker, request.loss)
+                decided = self.leaders.report(worker, rnd, request.loss)
             except PolicyError as e:
                 self._abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(e))
-            if self.sync:
-                reported = self._reported.setdefault(rnd, set())
-                reported.add(worker)
-                if len(reported) == self.n_workers:
-                    del self._reported[rnd]
-                    self._answers[rnd] = {w: self.board.leaders(w) for w in reported}
-                    self._cond.notify_all()
-                if not self._wait(context, lambda: rnd in self._answers):
-                    return pb.Leaders()
-                answers = self._answers[rnd]
-                local, best = answers.pop(worker)
-                if not answers:
-                    del self._answers[rnd]
+            if decided and self.leaders.sync:  # the round's last report: wake the others
+                self._cond.notify_all()
+            if not self._wait(context, lambda: self.leaders.ready(worker, rnd)):
+                return pb.Leaders()
+            local, best = self.leaders.answer(worker, rnd)
         return pb.Leaders(local_leader=local, global_leader=best)
 
     def Publish(self, request_iterator: Iterator[tensors.Chunk], context: grpc.ServicerContext):
@@ -64,9 +55,7 @@ class LeaderRegistryServicer(pb_grpc.LeaderRegistryServicer, Books):
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a publication needs a key")
         arr = self._receive_finite(first, rest, self.max_elements, context)
         with self._cond:
-            held = self._published.get(first.key)
-            if held is None or first.round >= held[0]:
-                self._published[first.key] = (first.round, arr)
+            if self._published.publish(first.key, first.round, arr):
                 self._cond.notify_all()
         return empty_pb2.Empty()
 
@@ -74,11 +63,10 @@ class LeaderRegistryServicer(pb_grpc.LeaderRegistryServicer, Books):
         """Stream the publication of ``key`` at round >= min_round; none and no wait: nothing."""
 
         def ready() -> bool:
-            held = self._published.get(request.key)
-            return held is not None and held[0] >= request.min_round
+            return self._published.ready(request.key, request.min_round)
 
         with self._cond:
             if not ready() and not (request.wait and self._wait(context, ready)):
                 return
-            round_, arr = self._published[request.key]
+            round_, arr = self._published.get(request.key)
         yield from tensors.pull_chunks(arr, tensors.clamp_chunk_bytes(request.chunk_bytes), round_)

@@ -1,7 +1,8 @@
 """The parameter-server shard: one contiguous key range of the model, its policy and books.
 
 The servicer only moves bytes, validates and keeps books: *when* an update happens is decided by
-:class:`pslab.policies.StalenessPolicy` (the same object the simulator drives), and *what* the
+:class:`pslab.policies.StalenessPolicy` (the same object the simulator drives), what a BSP
+round sums by :class:`pslab.rounds.RoundSum` (as the simulator's numerics do), and *what* the
 update computes by :func:`pslab.rules.server_apply` / :func:`pslab.rules.sgd`.
 
 Memory is bounded by design, because a shard of a 100 MB model must not hold a copy per
@@ -44,6 +45,7 @@ from grpc_ps.pb import ps_pb2 as pb
 from grpc_ps.pb import ps_pb2_grpc as pb_grpc
 from grpc_ps.updates import DTYPE, MODES, NonFiniteResult, finite, result_finite, update
 from pslab.policies import Apply, PolicyError, StalenessPolicy
+from pslab.rounds import RoundSum, Update
 
 
 class ParameterServerServicer(pb_grpc.ParameterServerServicer, Durable, Buffers):
@@ -96,10 +98,7 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Durable, Buffers)
         if initial is not None and not resuming:  # resuming, the checkpoint's are loaded
             self._params = np.array(initial, dtype=DTYPE, copy=True).reshape(-1)
             self._live = 1
-        self._round_sum: np.ndarray | None = None  # BSP: sum of this round's pushes
-        self._round_mode = ""
-        self._round_count = 0
-        self._round_iteration = -1  # the iteration the open round's pushes were computed in
+        self._round: RoundSum[np.ndarray] = RoundSum(policy.aggregate)  # BSP: the open round
         self._received = 0
         self._applied = 0
         self._staleness: Counter[int] = Counter()
@@ -116,9 +115,9 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Durable, Buffers)
         elif journal is not None and self._params is not None:
             self._checkpoint()
 
-    def _apply(self, total: np.ndarray, count: int, mode: str, done: Apply, iteration: int) -> None:
-        """Apply ``count`` pushes summing to ``total``, which this call then owns."""
-        x = self._params
+    def _apply(self, due: Update[np.ndarray]) -> None:
+        """Apply ``due``, whose total this call then owns."""
+        x, total, count, mode, done = self._params, due.total, due.count, due.mode, due.done
         assert x is not None
         start = self.clock()
         if self._readers[id(x)]:
@@ -127,7 +126,9 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Durable, Buffers)
         else:
             update(x, total, count, mode, self.lr, self.momentum, self._velocity, out=x)
             self._release(total)
-        self.applies.append((start, self.clock(), list(done.staleness), done.version, iteration))
+        self.applies.append(
+            (start, self.clock(), list(done.staleness), done.version, due.iteration)
+        )
         self._applied += len(done.workers)
         self._staleness.update(done.staleness)
         self._cond.notify_all()
@@ -248,8 +249,7 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Durable, Buffers)
         it takes ``buf``; after a refusal the caller still owns it.
         """
         mode = MODES[mode_code]
-        if self._round_mode and mode != self._round_mode:
-            raise PolicyError(f"a {mode} push in a round of {self._round_mode} pushes")
+        self._round.check(mode)
         saved = copy.deepcopy(self.policy)  # a few lists of n_workers: cheap
         done = self.policy.on_push(worker, computed_on)
         try:
@@ -263,18 +263,11 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Durable, Buffers)
             raise
         self._last_iteration[worker] = iteration
         self._received += 1
-        if not self.policy.aggregate:
-            assert done is not None
-            self._apply(buf, 1, mode, done, iteration)
-        elif self._round_sum is None:
-            self._round_sum, self._round_mode, self._round_count = buf, mode, 1
-            self._round_iteration = iteration
-        else:
-            self._round_sum += buf
-            self._round_count += 1
+        due, taken = self._round.add(buf, mode, iteration, done)
+        if not taken:  # added into the round's sum
             self._release(buf)
-        if self.policy.aggregate and done is not None:
-            self._close_round(done)
+        if due is not None:
+            self._apply(due)
         if record and done is not None and self.journal and self.journal.due(done.version):
             # a failed checkpoint loses nothing: the push is applied and in the journal, and
             # the next due checkpoint tries again
@@ -284,18 +277,11 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Durable, Buffers)
 
     def _check_result(self, buf: np.ndarray, mode: str, done: Apply | None) -> None:
         """Raise NonFiniteResult if accepting ``buf`` would leave a non-finite value."""
-        parts = [buf] if self._round_sum is None else [self._round_sum, buf]
-        count = 1 if self._round_sum is None else self._round_count + 1
+        parts, count = self._round.parts(buf)
         x = self._params if done is not None else None
         if not result_finite(x, parts, count, mode, self.lr, self.momentum, self._velocity):
             what = "the round's sum" if x is None else "the parameters"
             raise NonFiniteResult(f"the push would make {what} NaN or Inf (an overflow)")
-
-    def _close_round(self, done: Apply) -> None:
-        total, count, mode = self._round_sum, self._round_count, self._round_mode
-        assert total is not None
-        self._round_sum, self._round_mode, self._round_count = None, "", 0
-        self._apply(total, count, mode, done, self._round_iteration)
 
     def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         if request.shard_id != self.shard_id:
@@ -349,7 +335,7 @@ class ParameterServerServicer(pb_grpc.ParameterServerServicer, Durable, Buffers)
             self.journal.append(Record(LEAVE, worker))
         done = self.policy.leave(worker)
         if done is not None:
-            self._close_round(done)
+            self._apply(self._round.close(done))
         self._cond.notify_all()  # pulls waiting on the one who left may go now
 
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsReply:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import gc
 import time
 from collections import defaultdict
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,10 +25,11 @@ import simpy
 from pslab import ops
 from pslab.algorithms.base import Plan, Role
 from pslab.distributions import role_rng
+from pslab.driver import drive
 from pslab.metrics import compute_metrics
-from pslab.policies import LeaderBoard
+from pslab.rounds import LeaderRounds, Publications
 from pslab.scenario import Scenario
-from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
+from pslab.trace import SpanRecord, Trace
 from sim.collectives import CollectiveOps, Kind, Rendezvous
 from sim.costs import Costs
 from sim.platform import LocalPlatform, NominalPlatform
@@ -39,8 +41,6 @@ if TYPE_CHECKING:
 SMALL_MESSAGE = 64  # bytes of a control message (a loss report)
 
 Proc = Generator[simpy.Event, Any, Any]
-# An op type's handler, span name and span category.
-_OpKind = tuple[Callable[[Any, Any], Proc], str, str]
 
 
 @contextmanager
@@ -144,8 +144,13 @@ class SimExecutor(ServerOps, CollectiveOps):
                     )
                 )
         self.registry_host = platform.registry_host
-        self.board = LeaderBoard([list(g) for g in plan.registry.groups]) if plan.registry else None
-        self.latest_round: dict[str, int] = {}
+        self.leaders = (
+            LeaderRounds([list(g) for g in plan.registry.groups], plan.registry.sync)
+            if plan.registry
+            else None
+        )
+        # the numerics' copies (None without numerics: only the rounds matter then)
+        self.published: Publications[Any] = Publications()
         self.fetchers: dict[str, list[tuple[int, simpy.Event]]] = {}
         self.rendezvous: dict[tuple, Rendezvous] = {}
         self.seq: dict[tuple, int] = defaultdict(int)
@@ -154,7 +159,6 @@ class SimExecutor(ServerOps, CollectiveOps):
         self._group_ids: dict[tuple[str, ...], int] = {}
         self._last_group: dict[tuple[str, Kind], tuple[tuple[str, ...], int]] = {}
         self._latency: dict[tuple[str, str], float] = {}
-        self._kinds: dict[type, _OpKind] = {}
         self.endpoint = {r.name: platform.endpoint(r) for r in plan.roles}
         self.host_of = {r.name: platform.host(r) for r in plan.roles}
         self.cpu_of = {r.name: platform.cpu_of(r) for r in plan.roles}
@@ -207,43 +211,31 @@ class SimExecutor(ServerOps, CollectiveOps):
         self.trace.counter("worker-0", "test", self.env.now, {"loss": loss, "accuracy": acc})
 
     def _drive(self, role: Role) -> Proc:
-        program = role.program()
-        marks = IterationMarks(self.trace, role.name, self.host_of[role.name])
-        env, add, host = self.env, self.trace.add, self.host_of.get(role.name, role.name)
-        if self.start_at.get(role.name):
-            yield env.timeout(self.start_at[role.name])
-        result: Any = None
-        while True:
-            try:
-                op = program.send(result)
-            except StopIteration:
-                break
-            if isinstance(op, ops.Iteration):
-                marks.mark(op.iteration, self.env.now)
-                if self.numerics is not None and role.name == "worker-0":
-                    self._evaluate(op.iteration)
-                result = None
-            elif isinstance(op, ops.Start | ops.Wait):
-                result = yield from self._timed(role, op, blocking=True)
-            else:  # _timed inlined: one generator frame less on every resume of every op
-                handler, name, cat = self._kind(op)
-                start = env.now
-                result, nbytes = yield from handler(role, op)
-                add(
-                    SpanRecord(
-                        role.name,
-                        host,
-                        name,
-                        cat,
-                        start,
-                        env.now,
-                        op.iteration,
-                        nbytes,
-                        True,
-                        getattr(op, "on_behalf", ()),
-                    )
-                )
-        marks.close(self.env.now)
+        """The role's program under the core's driver, from its start offset, if any."""
+        name = role.name
+        evaluate = self.numerics is not None and name == "worker-0"
+        proc = drive(
+            role.program(),
+            handler=lambda op_name: partial(getattr(type(self), f"_op_{op_name}"), self, role),
+            spawn=lambda run, _cat: self.env.process(run),
+            join=self._join,
+            clock=self.env,
+            trace=self.trace,
+            role=name,
+            host=self.host_of.get(name, name),
+            on_iteration=self._evaluate if evaluate else None,
+        )
+        delay = self.start_at.get(name)
+        return self._after(delay, proc) if delay else proc
+
+    def _after(self, delay: float, proc: Proc) -> Proc:
+        """Only a late role pays for this extra frame: the others' resumes stay one shorter."""
+        yield self.env.timeout(delay)
+        yield from proc
+
+    def _join(self, procs: list[simpy.Process]) -> Proc:
+        results = yield self.env.all_of(procs)
+        return [results[p] for p in procs]
 
     def _span(
         self,
@@ -273,38 +265,6 @@ class SimExecutor(ServerOps, CollectiveOps):
                 args,
             )
         )
-
-    def _timed(self, role: Role, op: ops.Op, blocking: bool) -> Proc:
-        start = self.env.now
-        if isinstance(op, ops.Start):
-            assert op.op is not None
-            proc = self.env.process(self._timed(role, op.op, blocking=False))
-            return (proc, op.op.cat.value)
-        if isinstance(op, ops.Wait):
-            results = yield self.env.all_of([h[0] for h in op.handles])
-            cat = wait_category({h[1] for h in op.handles})
-            self._span(role.name, "wait", cat, start, op.iteration)
-            return [results[h[0]] for h in op.handles]
-        handler, name, cat = self._kind(op)
-        result, nbytes = yield from handler(role, op)
-        self._span(
-            role.name,
-            name,
-            cat,
-            start,
-            op.iteration,
-            nbytes,
-            blocking,
-            getattr(op, "on_behalf", ()),
-        )
-        return result
-
-    def _kind(self, op: ops.Op) -> _OpKind:
-        """An op type's ``_op_<name>`` method, name and category, looked up once per type."""
-        kind = self._kinds.get(type(op))
-        if kind is None:
-            kind = self._kinds[type(op)] = (getattr(self, f"_op_{op.name}"), op.name, op.cat.value)
-        return kind
 
     # ----------------------------------------------------------- local work
 
@@ -341,38 +301,39 @@ class SimExecutor(ServerOps, CollectiveOps):
     # --------------------------------------------------------- leader registry
 
     def _op_report_loss(self, role: Role, op: ops.ReportLoss) -> Proc:
-        assert self.board is not None and self.plan.registry is not None
+        """Answered as the registry answers: asynchronous at arrival, synchronous once the
+        round's last report is in (``LeaderRounds``), whenever the reply arrives."""
+        assert self.leaders is not None
         src = self.endpoint[role.name]
         yield self.net.transfer(src, self.registry_host, SMALL_MESSAGE)
-        self.board.report(role.rank, op.loss)
-        if self.plan.registry.sync:
+        self.leaders.report(role.rank, op.iteration, op.loss)
+        if self.leaders.sync:
             everyone = tuple(w.name for w in self.plan.workers)
             yield self._collective(role, "report", everyone, lambda done: done.succeed())
         yield self.net.transfer(self.registry_host, src, SMALL_MESSAGE)
-        local, global_ = self.board.leaders(role.rank)
+        local, global_ = self.leaders.answer(role.rank, op.iteration)
         return ops.Leaders(f"worker-{local}", f"worker-{global_}"), SMALL_MESSAGE
 
     def _op_publish(self, role: Role, op: ops.Publish) -> Proc:
         yield self.net.transfer(self.endpoint[role.name], self.registry_host, self.model_bytes)
-        self.latest_round[op.key] = max(self.latest_round.get(op.key, -1), op.round)
-        if self.numerics is not None:
-            self.numerics.publish(role.name, op.key, op.round, op.buf)
+        copy = self.numerics.copy(role.name, op.buf) if self.numerics is not None else None
+        self.published.publish(op.key, op.round, copy)
         waiting = self.fetchers.pop(op.key, [])
         for min_round, event in waiting:
-            if op.round >= min_round:
+            if self.published.ready(op.key, min_round):
                 event.succeed()
             else:
                 self.fetchers.setdefault(op.key, []).append((min_round, event))
         return None, self.model_bytes
 
     def _op_fetch(self, role: Role, op: ops.Fetch) -> Proc:
-        if self.latest_round.get(op.key, -1) < op.round:
+        if not self.published.ready(op.key, op.round):
             if not op.wait:
                 return False, 0
             event = self.env.event()
             self.fetchers.setdefault(op.key, []).append((op.round, event))
             yield event
         if self.numerics is not None:  # the registry streams the copy it holds now
-            self.numerics.fetch(role.name, op.key, op.buf)
+            self.numerics.into(role.name, op.buf, self.published.get(op.key)[1])
         yield self.net.transfer(self.registry_host, self.endpoint[role.name], self.model_bytes)
         return True, self.model_bytes

@@ -20,13 +20,16 @@ from pslab.algorithms.base import Plan
 from pslab.data import Batches, load
 from pslab.models import FlatModel, initial_params
 from pslab.ops import Span
+from pslab.policies import Apply
+from pslab.rounds import RoundSum, Update
 from pslab.smoothing import smooth_segments
 
 CPU = torch.device("cpu")
 
 
 class Numerics:
-    """Every role's buffers, the servers' parameters and the registry's copies."""
+    """Every role's buffers and the servers' parameters (the registry's copies are the
+    executor's :class:`pslab.rounds.Publications`, whose round logic the registry shares)."""
 
     def __init__(self, plan: Plan, shard_ranges: list[tuple[int, int]]) -> None:
         scenario = plan.scenario
@@ -51,10 +54,11 @@ class Numerics:
             self.bufs[c.name]["grad"] = torch.zeros(size)
         init = initial_params(self.model_name, size, seed)
         momentum = self.algo.momentum if plan.server and plan.server.mode == "grad" else 0.0
+        aggregate = plan.server is not None and plan.server.aggregate
         self.shards = [
             {
                 "params": init[off : off + length].clone(),
-                "sum": None,
+                "round": RoundSum[torch.Tensor](aggregate),
                 "velocity": torch.zeros(length) if momentum else None,
                 "range": (off, off + length),
             }
@@ -63,7 +67,6 @@ class Numerics:
         self.server_momentum = momentum
         self.sizes = plan.model.layers or [size]
         self.loaded: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        self.registry: dict[str, tuple[int, torch.Tensor]] = {}
         self.time_to_target: float | None = None
         self.curve: list[tuple[float, int, float, float]] = []  # (t, iteration, loss, accuracy)
 
@@ -97,21 +100,26 @@ class Numerics:
 
     # ---------------------------------------------------------- parameter server
 
-    def pushed(self, shard: int, role: str, buf: str, aggregate: bool) -> torch.Tensor:
-        """What the server received: a copy of the worker's slice, added to an open round."""
+    def pushed(
+        self, shard: int, role: str, buf: str, mode: str, iteration: int, done: Apply | None
+    ) -> Update[torch.Tensor] | None:
+        """The server receives a copy of the worker's slice (``done``: the policy's answer);
+        the update it makes, if one is due now, as the gRPC shard sums it."""
         a, b = self.shards[shard]["range"]
         got = self._buf(role, buf)[a:b].clone()
-        if aggregate:
-            s = self.shards[shard]
-            s["sum"] = got if s["sum"] is None else s["sum"] + got
-        return got
+        update, _ = self.shards[shard]["round"].add(got, mode, iteration, done)
+        return update
 
-    def apply(self, shard: int, received: torch.Tensor | None, count: int, mode: str) -> None:
+    def apply(self, shard: int, update: Update[torch.Tensor]) -> None:
         s = self.shards[shard]
-        total = received if received is not None else s["sum"]
-        s["sum"] = None
         rules.server_update(
-            s["params"], total, count, mode, self.algo.lr, self.server_momentum, s["velocity"]
+            s["params"],
+            update.total,
+            update.count,
+            update.mode,
+            self.algo.lr,
+            self.server_momentum,
+            s["velocity"],
         )
 
     def pulled(self, shard: int, role: str, buf: str) -> None:
@@ -138,13 +146,14 @@ class Numerics:
             if m != root:
                 self._view(m, buf, span).copy_(src)
 
-    def publish(self, role: str, key: str, rnd: int, buf: str) -> None:
-        held = self.registry.get(key)
-        if held is None or rnd >= held[0]:
-            self.registry[key] = (rnd, self._buf(role, buf).clone())
+    # ------------------------------------------------------------------ registry
 
-    def fetch(self, role: str, key: str, buf: str) -> None:
-        self._buf(role, buf).copy_(self.registry[key][1])
+    def copy(self, role: str, buf: str) -> torch.Tensor:
+        """What a publication stores: the registry holds its own copy."""
+        return self._buf(role, buf).clone()
+
+    def into(self, role: str, buf: str, value: torch.Tensor) -> None:
+        self._buf(role, buf).copy_(value)
 
     # --------------------------------------------------------------- accuracy
 

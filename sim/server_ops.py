@@ -73,22 +73,21 @@ class ServerOps:
         start = self.env.now
         nbytes = shard.length * self.bpp
         yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
-        aggregate = shard.policy.aggregate
-        received = (
-            self.numerics.pushed(shard.index, role.name, op.buf, aggregate)
+        applied = shard.policy.on_push(role.rank, op.version)
+        update = (
+            self.numerics.pushed(shard.index, role.name, op.buf, op.mode, op.iteration, applied)
             if self.numerics is not None
             else None
         )
-        applied = shard.policy.on_push(role.rank, op.version)
         if applied is None:
             return
         if shard.policy.aggregate:  # the round's mean is applied once all pushes are in
             shard.applying = True
             yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
             shard.applying = False
-        if self.numerics is not None:
-            total = None if aggregate else received
-            self.numerics.apply(shard.index, total, len(applied.workers), op.mode)
+        if update is not None:
+            assert self.numerics is not None
+            self.numerics.apply(shard.index, update)
         self._span(
             server_name(shard.index),
             "apply",

@@ -64,7 +64,7 @@ def test_a_restarted_shard_holds_bitwise_what_was_acknowledged(tmp_path, aggrega
     assert resumed._velocity is not None and live._velocity is not None
     assert resumed._velocity.tobytes() == live._velocity.tobytes()
     assert resumed.policy.clock == live.policy.clock
-    assert (resumed._round_count, resumed._round_mode) == (live._round_count, live._round_mode)
+    assert (resumed._round.count, resumed._round.mode) == (live._round.count, live._round.mode)
 
 
 def test_a_retried_push_is_applied_once_even_across_a_restart(tmp_path) -> None:

@@ -1,0 +1,150 @@
+"""The one loop that runs a role program: both executors supply op handlers, a clock, a trace.
+
+A role program yields ops (:mod:`pslab.ops`); :func:`drive` answers each one and records
+its span, so an op's span means the same stretch of a lane in a simulated and a measured
+trace, and iteration marks, background ops (``Start``) and their ``Wait`` are handled once.
+What an op *does* is the executor's: each handler is a generator,
+``result, nbytes = yield from handler(op)``. The simulator's handlers yield SimPy events
+and it runs :func:`drive` as a SimPy process; the emulator's handlers block instead and
+never yield, and it runs the driver with :func:`finish`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
+
+from pslab import ops
+from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
+
+# What an executor's handler for one op type is: ``result, nbytes = yield from handler(op)``.
+Handler = Callable[[Any], Generator[Any, Any, tuple[Any, int]]]
+# A generator run for what it returns; what it yields is the executor's (SimPy events).
+Run = Generator[Any, Any, Any]
+# What ``Start`` gives the program for its ``Wait``: what the executor's ``spawn``
+# returned (a SimPy process, a future) and the started op's category.
+Handle = tuple[Any, str]
+
+_OWN = {ops.Iteration: "iteration", ops.Start: "start", ops.Wait: "wait"}
+
+
+class Clock(Protocol):
+    """Where the driver reads the time: a SimPy environment is one as it is."""
+
+    @property
+    def now(self) -> float: ...
+
+
+def drive(
+    program: Generator[ops.Op, Any, Any],
+    *,
+    handler: Callable[[str], Handler],
+    spawn: Callable[[Run, str], Any],
+    join: Callable[[list[Any]], Run],
+    clock: Clock,
+    trace: Trace,
+    role: str,
+    host: str,
+    on_iteration: Callable[[int], None] | None = None,
+) -> Run:
+    """Run ``program`` to its end, answering every op and recording its span.
+
+    ``handler(name)``: the handler for ops named ``name``, asked once per op type.
+    ``spawn(run, cat)``: start ``run`` (a started op, recording its own span) in the
+    background and return what ``join`` waits on. ``join(spawned)``: wait for all of
+    them; their results, in order. ``on_iteration``: called at every iteration mark.
+
+    The span of an op is inlined rather than a helper's: the simulator resumes this loop
+    on every event of every op, and a generator frame less per resume is measurable.
+    """
+    marks = IterationMarks(trace, role, host)
+    add = trace.add
+    kinds: dict[type, tuple[Handler | None, str, str]] = {}
+
+    def kind(op: ops.Op) -> tuple[Handler | None, str, str]:
+        own = _OWN.get(type(op))
+        found = kinds[type(op)] = (
+            (None, own, op.cat.value) if own else (handler(op.name), op.name, op.cat.value)
+        )
+        return found
+
+    def background(op: ops.Op) -> Run:
+        """A started op: the same span as a blocking one, marked as not blocking."""
+        run, name, cat = kinds.get(type(op)) or kind(op)
+        assert run is not None, f"{name} cannot be started in the background"
+        start = clock.now
+        result, nbytes = yield from run(op)
+        add(
+            SpanRecord(
+                role,
+                host,
+                name,
+                cat,
+                start,
+                clock.now,
+                op.iteration,
+                nbytes,
+                False,
+                getattr(op, "on_behalf", ()),
+            )
+        )
+        return result
+
+    result: Any = None
+    while True:
+        try:
+            op = program.send(result)
+        except StopIteration:
+            break
+        run, name, cat = kinds.get(type(op)) or kind(op)
+        if run is not None:
+            start = clock.now
+            result, nbytes = yield from run(op)
+            add(
+                SpanRecord(
+                    role,
+                    host,
+                    name,
+                    cat,
+                    start,
+                    clock.now,
+                    op.iteration,
+                    nbytes,
+                    True,
+                    getattr(op, "on_behalf", ()),
+                )
+            )
+        elif name == "iteration":
+            marks.mark(op.iteration, clock.now)
+            if on_iteration is not None:
+                on_iteration(op.iteration)
+            result = None
+        elif name == "start":
+            inner = op.op  # type: ignore[attr-defined]
+            assert inner is not None
+            result = (spawn(background(inner), inner.cat.value), inner.cat.value)
+        else:
+            handles: tuple[Handle, ...] = op.handles  # type: ignore[attr-defined]
+            start = clock.now
+            result = yield from join([h[0] for h in handles])
+            add(
+                SpanRecord(
+                    role,
+                    host,
+                    "wait",
+                    wait_category({h[1] for h in handles}),
+                    start,
+                    clock.now,
+                    op.iteration,
+                )
+            )
+    marks.close(clock.now)
+
+
+def finish(run: Run) -> Any:
+    """What a generator that never yields returns: the emulator's ops block, never yield."""
+    try:
+        run.send(None)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("an op handler yielded, but this executor's handlers block instead")
