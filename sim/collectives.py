@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import simpy
 from simpy.events import NORMAL, PENDING
 
 from pslab import ops
 from pslab.algorithm_config import CollectiveAlgo
 from pslab.algorithms.base import Role
+from pslab.topology import ring_chain
 
 if TYPE_CHECKING:
     from pslab.scenario import Scenario
@@ -30,19 +30,6 @@ if TYPE_CHECKING:
 Kind = str | tuple[str, str]
 # Collective bodies start their work and succeed the event they are given when it ends.
 Body = Callable[[simpy.Event], None]
-
-
-def ring_chain(latency: list[float], steps: int) -> list[float]:
-    """Per member j, the latency of the ``steps`` ring links ending at j.
-
-    ``latency[k]`` is the link from member k to member k+1 (mod n). A chunk
-    that member j receives at the last step has crossed exactly those links.
-    """
-    n = len(latency)
-    prefix = np.concatenate(([0.0], np.cumsum(np.tile(latency, steps // n + 2))))
-    # links j-steps .. j-1, shifted by whole turns to stay non-negative
-    base = (steps // n + 1) * n
-    return [float(prefix[base + j] - prefix[base + j - steps]) for j in range(n)]
 
 
 @dataclass

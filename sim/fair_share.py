@@ -51,14 +51,20 @@ class Pool:
         self.t0 = now
 
     def join(self, flow: Any, amount: float, seq: int, now: float) -> None:
-        self.advance(now)
-        heapq.heappush(self.heap, (self.v0 + amount, seq, flow))
+        self.v0 = v = self.v0 + self.rate * (now - self.t0)  # advance, inlined: once per start
+        self.t0 = now
+        heapq.heappush(self.heap, (v + amount, seq, flow))
 
-    def rerate(self) -> None:
-        """The equal share for the current membership: min(cap, capacity / n)."""
+    def rerate(self) -> float:
+        """The equal share for the current membership, min(cap, capacity / n); returns
+        the next finish at it (``next_finish``)."""
         n = len(self.heap)
-        self.rate = min(self.cap, self.capacity / n) if n else 0.0
         self.version += 1
+        if not n:
+            self.rate = 0.0
+            return math.inf
+        self.rate = rate = min(self.cap, self.capacity / n)
+        return self.t0 + (self.heap[0][0] - self.v0) / rate
 
     def reroot(self, resource: int, capacity: float, cap: float) -> None:
         """Make another of a lone member's resources the shared one (its rate is unchanged:
@@ -72,8 +78,9 @@ class Pool:
     def pop_done(self, now: float, tol_s: float) -> list[Any]:
         """Remove and return the members done by ``now`` (within ``tol_s`` seconds), at least
         the first: this is only called when its finish is due."""
-        self.advance(now)
-        limit = self.v0 + self.rate * tol_s
+        self.v0 = v = self.v0 + self.rate * (now - self.t0)
+        self.t0 = now
+        limit = v + self.rate * tol_s
         heap = self.heap
         done = [heapq.heappop(heap)[2]]
         while heap and heap[0][0] <= limit:

@@ -34,7 +34,8 @@ Model choices, and why:
 * One pending "next completion" wake-up at a time; rescheduling bumps a
   generation counter so a superseded wake-up returns at once. Flows finishing
   within a tiny tolerance of each other complete in the same wake-up, which
-  also absorbs float round-off in the remaining bytes.
+  also absorbs float round-off in the remaining bytes. The first zero-latency
+  flow a wake-up finishes is processed there, not queued (``sim.flow_events``).
 """
 
 from __future__ import annotations
@@ -42,67 +43,22 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL, EventPriority
 
 from sim.fair_share import Pool
+from sim.flow_events import Flow, Late, arrive
 from sim.max_min import Filling
 from sim.topology import Cluster
 
-# Settle after every NORMAL event of the same instant, so a whole instant's
-# starts and ends are coalesced into one rate computation.
-_LATE = EventPriority(NORMAL + 1)
 # Relative tolerance on times: flows finishing this close complete together.
 _TIME_TOL = 1e-12
-
-
-class _Late(simpy.Event):
-    """A timeout processed after every NORMAL event of its instant.
-
-    What ``simpy.Timeout`` does, at priority ``_LATE``: the network's own
-    wake-ups see every start and end their instant will bring.
-    """
-
-    def __init__(self, env: simpy.Environment, delay: float) -> None:
-        super().__init__(env)
-        self._ok = True
-        self._value = None
-        env.schedule(self, _LATE, delay)
-
-
-class _Flow(simpy.Event):
-    """The event a caller waits on, carrying its flow's request."""
-
-    def __init__(
-        self,
-        env: simpy.Environment,
-        route: tuple[int, ...],
-        amount: float,
-        max_rate: float,
-        latency: float,
-        tag: Any,
-    ) -> None:
-        super().__init__(env)
-        self.route = route  # resource indices
-        self.left = amount  # what it still has to move when it enters progressive filling
-        self.amount = amount
-        self.max_rate = max_rate
-        self.latency = latency
-        self.tag = tag
-
-    def arrive(self) -> None:
-        """The bandwidth phase is over: succeed one path latency from now.
-
-        Scheduled directly, as ``simpy.Timeout`` schedules itself, so a
-        completion costs one event, not a helper timeout plus this one.
-        """
-        self._ok = True
-        self._value = self.tag
-        self.env.schedule(self, NORMAL, self.latency)
+# A route as cached: resource indices, latency, the resource a new pool of it would
+# share, and the least capacity of its other resources (see FlowNetwork._route).
+_Path = tuple[tuple[int, ...], float, int, float]
 
 
 class FlowNetwork:
@@ -130,8 +86,9 @@ class FlowNetwork:
                 caps.append(float(bw))
         self._n_links = len(self._names)  # resources [1, n_links) are links
         self._caps = caps  # capacity per resource index (0: the infinite pad)
-        self._paths: dict[tuple[str, str], tuple[tuple[int, ...], float]] = {}
-        self._jobs: dict[tuple[str, ...], tuple[int, ...]] = {}  # resources of work_on
+        self._paths: dict[tuple[str, str], _Path] = {}
+        self._jobs: dict[tuple[str, ...], _Path] = {}
+        self._works: dict[str, _Path] = {}  # work's own
         # Pooled flows: which pool holds each resource (its bottleneck or a
         # member's own link), how many filled flows use each, and one heap of
         # pool wake-ups (time, sequence, pool version, pool).
@@ -143,7 +100,7 @@ class FlowNetwork:
         self._seq = itertools.count()
         self._filling = Filling(self._caps)
         # Flows waiting for the settle of this instant.
-        self._to_fill: list[_Flow] = []
+        self._to_fill: list[Flow] = []
         self._settle_scheduled = False
         self._generation = 0
         self._wake_at = math.inf
@@ -183,10 +140,10 @@ class FlowNetwork:
         """
         if nbytes < 0:
             raise ValueError(f"transfer of negative size {nbytes}")
-        route, latency = self._path(src, dst)
-        if not route or nbytes == 0:
-            return self.env.timeout(latency, tag)
-        return self._submit(route, nbytes, max_rate, latency, tag)
+        path = self._paths.get((src, dst)) or self._path(src, dst)
+        if not path[0] or nbytes == 0:
+            return self.env.timeout(path[1], tag)
+        return self._submit(path, nbytes, max_rate, tag)
 
     def work(self, resource: str, amount: float, max_rate: float = 1.0) -> simpy.Event:
         """Run ``amount`` units of work on ``resource``, at most ``max_rate`` units/s.
@@ -196,7 +153,12 @@ class FlowNetwork:
         """
         if amount < 0:
             raise ValueError(f"work of negative amount {amount}")
-        return self.work_on((resource,), amount, max_rate)
+        job = self._works.get(resource)
+        if job is None:  # one resource's job, looked up without building a key tuple
+            job = self._works[resource] = self._job((resource,))
+        if amount == 0:
+            return self.env.timeout(0.0)
+        return self._submit(job, amount, max_rate, None)
 
     def work_on(
         self, resources: Sequence[str], amount: float, max_rate: float = 1.0
@@ -208,15 +170,10 @@ class FlowNetwork:
         like a flow's links.
         """
         key = tuple(resources)
-        route = self._jobs.get(key)
-        if route is None:
-            indices = [self._index.get(r) for r in key]
-            if any(i is None or i < self._n_links for i in indices):
-                raise ValueError(f"unknown resource among {key}; call add_resource first")
-            route = self._jobs[key] = tuple(i for i in indices if i is not None)
+        job = self._jobs.get(key) or self._job(key)
         if amount == 0:
             return self.env.timeout(0.0)
-        return self._submit(route, amount, max_rate, 0.0, None)
+        return self._submit(job, amount, max_rate, None)
 
     def link_stats(self, elapsed_s: float) -> list[dict[str, Any]]:
         """Bytes per directed link (in-flight flows counted so far) and utilisation.
@@ -258,33 +215,44 @@ class FlowNetwork:
 
     # ------------------------------------------------------------- internals
 
-    def _path(self, src: str, dst: str) -> tuple[tuple[int, ...], float]:
-        """Resource indices of the route's directed links, and its latency (cached)."""
-        path = self._paths.get((src, dst))
-        if path is None:
-            route = tuple(self._index[e] for e in self.cluster.route(src, dst))
-            path = self._paths[src, dst] = (route, self.cluster.path_latency(src, dst))
+    def _path(self, src: str, dst: str) -> _Path:
+        """The route's directed links and its latency, with what ``_route`` adds (cached)."""
+        route = tuple(self._index[e] for e in self.cluster.route(src, dst))
+        path = self._paths[src, dst] = self._route(route, self.cluster.path_latency(src, dst))
         return path
 
-    def _submit(
-        self,
-        route: tuple[int, ...],
-        amount: float,
-        max_rate: float,
-        latency: float,
-        tag: Any,
-    ) -> simpy.Event:
+    def _job(self, key: tuple[str, ...]) -> _Path:
+        """The resources of a job on ``key``, as a zero-latency route (cached)."""
+        indices = [self._index.get(r) for r in key]
+        if any(i is None or i < self._n_links for i in indices):
+            raise ValueError(f"unknown resource among {key}; call add_resource first")
+        job = self._jobs[key] = self._route(tuple(i for i in indices if i is not None), 0.0)
+        return job
+
+    def _route(self, route: tuple[int, ...], latency: float) -> _Path:
+        """A route with the resource a new pool of it would share (the widest, the likeliest
+        to be shared, like a server's NIC; ties: the last) and the least capacity of its
+        others: what every flow on it would otherwise recompute when it starts."""
+        caps = self._caps
+        if not route:
+            return route, latency, 0, math.inf
+        root = max(reversed(route), key=caps.__getitem__)
+        return route, latency, root, min((caps[r] for r in route if r != root), default=math.inf)
+
+    def _submit(self, path: _Path, amount: float, max_rate: float, tag: Any) -> simpy.Event:
         if not max_rate > 0:
             raise ValueError(f"max_rate must be > 0, got {max_rate}")
-        flow = _Flow(self.env, route, float(amount), max_rate, latency, tag)
-        if not self._pool(flow, self.env.now):
+        route, latency, root, others = path
+        flow = Flow(self.env, route, float(amount), max_rate, latency, tag)
+        cap = max_rate if max_rate < others else others  # min(), without the call
+        if not self.pooled or not self._pool(flow, root, cap, self.env.now):
             self._fill(flow)
         return flow
 
     def _request_settle(self) -> None:
         if not self._settle_scheduled:
             self._settle_scheduled = True
-            _Late(self.env, 0.0).callbacks.append(self._settle)
+            Late(self.env, 0.0, self._settle)
 
     def _settle(self, _event: simpy.Event) -> None:
         """Admit this instant's flows to progressive filling, re-rate what changed, re-arm."""
@@ -293,56 +261,48 @@ class FlowNetwork:
         if self._to_fill:
             self._filling.admit(self._to_fill, now)
             self._to_fill = []
-        if self._filling.share(now):
-            self._recomputed(now)
-        self._arm()
-
-    def _recomputed(self, now: float) -> None:
-        """Count instants at which rates changed (many changes of one instant are one)."""
-        if now != self._recomputed_at:
-            self._recomputed_at = now
+        if self._filling.share(now) and now != self._recomputed_at:
+            self._recomputed_at = now  # instants at which rates changed, counted once
             self.recomputes += 1
+        self._arm()
 
     def _rerate(self, pool: Pool, now: float) -> float:
         """A pool's membership changed: its new share, and a wake-up entry at its next
         finish, which it returns."""
-        pool.rerate()
-        at = pool.next_finish()
+        at = pool.rerate()
         heapq.heappush(self._pool_wakes, (at, next(self._seq), pool.version, pool))
-        self._recomputed(now)
+        if now != self._recomputed_at:  # as in _settle
+            self._recomputed_at = now
+            self.recomputes += 1
         return at
 
-    def _pool(self, flow: _Flow, now: float) -> bool:
+    def _pool(self, flow: Flow, root: int, cap: float, now: float) -> bool:
         """Put ``flow`` in a pool if that keeps every pool exact; returns whether it did.
 
         It may join the pool that holds exactly one of its resources (a lone
         member's pool is first re-rooted there) if its other resources are
-        free and its cap matches, or start a pool if all its resources are
-        free. Otherwise the pools it touches are dissolved.
+        free and its cap matches, or start a pool on ``root`` (its cap there
+        ``cap``) if all its resources are free. Otherwise the pools it touches
+        are dissolved.
         """
-        if not self.pooled:
-            return False
-        route, caps, owner, filled = flow.route, self._caps, self._owner, self._filled
-        pool, root, clash = None, -1, False
+        route, owner, filled = flow.route, self._owner, self._filled
+        pool, at = None, -1
         for r in route:
-            if filled[r]:
-                clash = True
+            if filled[r] or (owner[r] is not None and pool is not None):
+                self._dissolve({owner[r] for r in route} - {None}, now)
+                return False
             if owner[r] is not None:
-                clash = clash or pool is not None
-                pool, root = owner[r], r
-        if clash:
-            self._dissolve({owner[r] for r in route} - {None}, now)
-            return False
+                pool, at = owner[r], r
         if pool is None:
-            # the widest resource is the likeliest to be shared (a server's NIC)
-            root = max(reversed(route), key=caps.__getitem__)
-            pool = Pool(root, caps[root], self._cap_without(flow, root), now)
+            pool = Pool(root, self._caps[root], cap, now)
             self._pools.add(pool)
         else:
-            if pool.resource != root and len(pool.heap) == 1:
+            if pool.resource != at and len(pool.heap) == 1:
                 lone = pool.heap[0][2]
-                pool.reroot(root, caps[root], self._cap_without(lone, root))
-            if pool.resource != root or pool.cap != self._cap_without(flow, root):
+                pool.reroot(at, self._caps[at], self._cap_without(lone, at))
+            if at != root:
+                cap = self._cap_without(flow, at)
+            if pool.resource != at or pool.cap != cap:
                 self._dissolve({pool}, now)
                 return False
         for r in route:
@@ -352,7 +312,7 @@ class FlowNetwork:
             self._arm()
         return True
 
-    def _cap_without(self, flow: _Flow, root: int) -> float:
+    def _cap_without(self, flow: Flow, root: int) -> float:
         """A pooled flow's own cap: its ``max_rate`` and every resource but the pool's."""
         caps, cap = self._caps, flow.max_rate
         for r in flow.route:
@@ -371,7 +331,7 @@ class FlowNetwork:
                 self._fill(flow)
             self._pools.discard(pool)
 
-    def _fill(self, flow: _Flow) -> None:
+    def _fill(self, flow: Flow) -> None:
         for r in flow.route:
             self._filled[r] += 1
         self._to_fill.append(flow)
@@ -387,43 +347,44 @@ class FlowNetwork:
         wakes = self._pool_wakes
         while wakes and wakes[0][2] != wakes[0][3].version:
             heapq.heappop(wakes)  # superseded by a re-rate
-        wake_at = min(wakes[0][0] if wakes else math.inf, self._filling.next_finish())
+        wake_at = wakes[0][0] if wakes else math.inf
+        if self._filling.live_count:
+            wake_at = min(wake_at, self._filling.next_finish())
         if wake_at >= self._wake_at:
             return
         self._generation += 1
         self._wake_at = wake_at
         if wake_at < math.inf:
-            generation = self._generation
             delay = max(wake_at - self.env.now, 0.0)
-            wake = _Late(self.env, delay)
-            wake.callbacks.append(self._wake_callback(generation))
+            Late(self.env, delay, self._wake, self._generation)
 
-    def _wake_callback(self, generation: int) -> Callable[[simpy.Event], None]:
-        def wake(_event: simpy.Event) -> None:
-            if generation == self._generation:
-                self._complete()
-
-        return wake
+    def _wake(self, event: simpy.Event) -> None:
+        if event.generation == self._generation:  # type: ignore[attr-defined]
+            self._complete()
 
     def _complete(self) -> None:
-        """Finish every flow done by now; pools re-rate at once, progressive filling at settle."""
+        """Finish every flow done by now; pools re-rate at once, progressive filling at settle.
+
+        The first zero-latency flow done is the event SimPy would process next: it is
+        processed here, without a trip through the event queue (``Flow.arrive_now``).
+        """
         now = self.env.now
         self._wake_at = math.inf
         tol = _TIME_TOL * max(now, 1.0)
-        done_flows: list[_Flow] = []
-        wakes = self._pool_wakes
+        done_flows: list[Flow] = []
+        wakes, carried, owner = self._pool_wakes, self._pool_carried, self._owner
         while wakes and wakes[0][0] <= now + tol:
             _, _, version, pool = heapq.heappop(wakes)
             if version != pool.version:
                 continue
-            carried = self._pool_carried
             for flow in pool.pop_done(now, tol):
+                amount = flow.amount
                 for r in flow.route:
-                    carried[r] += flow.amount
-                    self._owner[r] = None
+                    carried[r] += amount
+                    owner[r] = None
                 done_flows.append(flow)
             if pool.heap:
-                self._owner[pool.resource] = pool
+                owner[pool.resource] = pool
                 self._rerate(pool, now)
             else:
                 self._pools.discard(pool)
@@ -432,6 +393,7 @@ class FlowNetwork:
             if filled:
                 done_flows += filled
                 self._request_settle()
-        for flow in done_flows:
-            flow.arrive()
+        first = arrive(done_flows)
         self._arm()
+        if first is not None:
+            first.arrive_now()

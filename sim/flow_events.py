@@ -1,0 +1,106 @@
+"""The two events ``sim.network`` schedules itself: its late wake-ups and its flows.
+
+Both are built the way ``simpy.Timeout`` builds itself, without a call to
+``Event.__init__``: a run makes millions of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import simpy
+from simpy.core import StopSimulation
+from simpy.events import NORMAL, PENDING, EventPriority
+
+# Settle after every NORMAL event of the same instant, so a whole instant's
+# starts and ends are coalesced into one rate computation.
+LATE = EventPriority(NORMAL + 1)
+
+
+class Late(simpy.Event):
+    """A timeout processed after every NORMAL event of its instant, calling ``callback``.
+
+    What ``simpy.Timeout`` does, at priority ``LATE`` (and, like it, without a
+    call to ``Event.__init__``): the network's own wake-ups see every start and
+    end their instant will bring. ``generation`` tells a superseded completion
+    wake-up from the live one.
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        delay: float,
+        callback: Callable[[simpy.Event], None],
+        generation: int = 0,
+    ) -> None:
+        self.env = env
+        self.callbacks = [callback]
+        self._value = None
+        self._ok = True
+        self.generation = generation
+        env.schedule(self, LATE, delay)
+
+
+class Flow(simpy.Event):
+    """The event a caller waits on, carrying its flow's request."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        route: tuple[int, ...],
+        amount: float,
+        max_rate: float,
+        latency: float,
+        tag: Any,
+    ) -> None:
+        self.env = env  # Event.__init__ inlined, as simpy.Timeout does: one call less per flow
+        self.callbacks = []
+        self._value = PENDING
+        self.route = route  # resource indices
+        self.left = amount  # what it still has to move when it enters progressive filling
+        self.amount = amount
+        self.max_rate = max_rate
+        self.latency = latency
+        self.tag = tag
+
+    def arrive(self) -> None:
+        """The bandwidth phase is over: succeed one path latency from now.
+
+        Scheduled directly, as ``simpy.Timeout`` schedules itself, so a
+        completion costs one event, not a helper timeout plus this one.
+        """
+        self._ok = True
+        self._value = self.tag
+        self.env.schedule(self, NORMAL, self.latency)
+
+    def arrive_now(self) -> None:
+        """Succeed and run the waiters at once, where SimPy would process this event next
+        anyway.
+
+        Only for a zero-latency flow, the first of a completion's, called last by the
+        completion wake-up: that wake-up runs after every NORMAL event of its instant,
+        so this flow's event would be popped right after it, before anything its
+        waiters schedule. Processing it here keeps that order and saves the event.
+        Not for ``env.run(until=flow)``: stopping there needs the event in the queue.
+        """
+        callbacks = self.callbacks
+        self._ok = True
+        self._value = self.tag
+        self.callbacks = None  # as Environment.step does: processed
+        for callback in callbacks:
+            callback(self)
+
+
+def arrive(flows: list[Flow]) -> Flow | None:
+    """Schedule the arrival of every flow but the first zero-latency one, which is
+    returned for ``Flow.arrive_now`` (None: there is none, or it must stay an event)."""
+    first, looked = None, False
+    for flow in flows:
+        if not looked and not flow.latency:  # the first one without latency, and only it
+            looked = True
+            if StopSimulation.callback not in flow.callbacks:
+                first = flow
+                continue
+        flow.arrive()
+    return first
