@@ -21,7 +21,15 @@ import grpc
 import numpy as np
 import torch
 
-from grpc_ps.probes import Step, measure_allreduce, measure_allreduce_at, measure_rpc
+from grpc_ps.probes import (
+    CONTENTION_CLIENTS,
+    CONTENTION_GAP_S,
+    Step,
+    measure_allreduce,
+    measure_allreduce_at,
+    measure_contention,
+    measure_rpc,
+)
 from grpc_ps.server import result_finite
 from grpc_ps.timing import costs_after_gaps, ramp
 from pslab import rules
@@ -30,6 +38,7 @@ from pslab.scenario import Scenario
 
 STALE_AFTER_S = 7 * 24 * 3600
 DEFAULT_BYTES = 8 << 20
+SMALL_BYTES = 16 << 10  # a small model's transfer: one chunk, a unary RPC
 
 
 def machine() -> Machine:
@@ -178,7 +187,12 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
     gloo = measure_allreduce(nbytes)
     step("cold ops", 0.72)
     ramp = measure_cold_ramp()
-    step("free cores", 0.75)
+    contention = {}
+    for i, clients in enumerate(CONTENTION_CLIENTS):
+        step(f"{clients} clients at once", 0.73 + 0.02 * i)
+        for size, measured in measure_contention(clients, [SMALL_BYTES, nbytes]).items():
+            contention[f"{clients}x{size}"] = measured
+    step("free cores", 0.81)
     free = measure_free_cores(machine().cores)
     profile = Profile(
         format=PROFILE_FORMAT,
@@ -189,6 +203,8 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         sleep_jitter_s=jitter,
         worker_update_s_per_byte=measure_worker_update(nbytes),
         cold_ramp_s=ramp,
+        stream_contention=contention,
+        contention_gap_s=CONTENTION_GAP_S,
         **gloo,
         **figures,
     )

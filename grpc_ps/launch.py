@@ -40,12 +40,13 @@ from grpc_ps.lifeline import (
     claim_run_dir,
     cleanup_stale_runs,
 )
-from grpc_ps.load import LoadSampler
+from grpc_ps.load import LoadSampler, steady_window
 from grpc_ps.measured import run_metrics
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, server_name
 from pslab.results import write_results
 from pslab.scenario import Scenario, ScenarioError, dump_scenario
+from pslab.topology import lay_out
 from pslab.trace import Trace, write_json_atomic
 
 STARTUP_TIMEOUT_S = 120.0
@@ -112,6 +113,7 @@ class Launcher:
         and one that dies is started again on its port, resuming where it was (the workers
         retry through the gap); otherwise a dead server ends the run. ``force``: start a run
         :mod:`grpc_ps.fit` says this machine cannot hold."""
+        scenario, cluster = lay_out(scenario)  # a graph's workers are its hosts'
         check_emulable(scenario, force)
         self.scenario = scenario
         self.restart_servers = restart_servers
@@ -125,7 +127,9 @@ class Launcher:
         self.lost: list[str] = []
         # emulation.network: netns: one namespace per host, shaped links (grpc_ps.netns_launch)
         self.netns = (
-            netns_launch.NetnsNetwork(self.plan) if scenario.emulation.network == "netns" else None
+            netns_launch.NetnsNetwork(self.plan, cluster)
+            if scenario.emulation.network == "netns"
+            else None
         )
         self.link_reads: tuple[dict[str, Any], dict[str, Any]] | None = None  # netns counters
         # SIGINT/SIGTERM/SIGHUP while running (see _on_signal): the first, whether it was
@@ -397,7 +401,7 @@ class Launcher:
             "source": "emu",
             "lost_workers": self.lost,
             "machine_load": load,
-            # every role's CPU from the workers' first op to their last, as simulated
+            # every role's CPU while all workers were in their counted iterations
             "cpu_time_s": load["own_cores"] * load["seconds"] if load else None,
             "cpu_time_by_process_s": load.pop("own_s_by_name", {}),
         }
@@ -406,13 +410,20 @@ class Launcher:
         return LaunchResult(metrics, trace, params)
 
     def _load(self, trace: Trace) -> dict[str, Any]:
-        """What other jobs took from the machine from the workers' first op to their last
-        (``perf_counter`` and ``monotonic`` are one clock on Linux)."""
-        spans = [s for s in trace.spans if s.role.startswith("worker-")]
-        if self.sampler is None or not spans:
+        """What other jobs took from the machine while every worker was in its counted
+        iterations (``perf_counter`` and ``monotonic`` are one clock on Linux).
+
+        Not from the first worker's first op: on a busy machine the last worker may still
+        be importing torch seconds later, and that CPU is neither the steady state the
+        metrics describe nor what other jobs took."""
+        if self.sampler is None:
+            return {}
+        run = self.scenario.run
+        during = steady_window(trace.spans, run.warmup, run.iterations)
+        if during is None:
             return {}
         t0 = self.t0_ns / 1e9
-        during = (t0 + min(s.start for s in spans), t0 + max(s.end for s in spans))
+        during = (t0 + during[0], t0 + during[1])
         return self.sampler.summary(during, {p.popen.pid: p.name for p in self.procs})
 
 

@@ -18,7 +18,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,3 +140,22 @@ def free_cores(load: dict[str, float | bool | int], cores: int, floor: float = 0
     """The cores a measured run had: the machine's less what other jobs took (at least
     ``floor``, so a swamped machine still predicts a finite time)."""
     return max(float(cores) - float(load["other_cores"]), floor)
+
+
+def steady_window(spans: Iterable[Any], warmup: int, iterations: int) -> tuple[float, float] | None:
+    """When every worker was in its counted iterations: from the last one's start of its
+    first to the first one's end of its last, in trace seconds. Where they never all were
+    (a run too short), the workers' whole span; None without worker spans."""
+    workers = [s for s in spans if s.role.startswith("worker-")]
+    if not workers:
+        return None
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for s in workers:
+        if s.name == "iteration" and warmup <= s.iteration < iterations - 1:
+            first[s.role] = min(first.get(s.role, s.start), s.start)
+            last[s.role] = max(last.get(s.role, s.end), s.end)
+    roles = {s.role for s in workers}
+    if set(first) == roles and max(first.values()) < min(last.values()):
+        return max(first.values()), min(last.values())
+    return min(s.start for s in workers), max(s.end for s in workers)

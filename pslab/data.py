@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 
 TEST_FRACTION = 0.2
 
@@ -25,6 +24,10 @@ class Digits:
 
 
 def load(seed: int, device: torch.device) -> Digits:
+    # scikit-learn takes seconds to import: only a worker that trains on digits pays it,
+    # not every role process of every run
+    from sklearn.datasets import load_digits
+
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype(np.float32)
     order = np.random.default_rng(seed).permutation(len(y))

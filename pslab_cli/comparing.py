@@ -27,6 +27,7 @@ from pslab.compare import compare_metrics, compare_ops, op_durations
 from pslab.profile import Profile
 from pslab.results import read_metrics, write_results, write_text_atomic
 from pslab.scenario import Scenario, ScenarioError, dump_scenario, load_scenario
+from pslab.topology import lay_out
 from pslab.trace import Trace, load_spans, write_json_atomic
 from sim.run import emulated_scenario, simulate_emulated
 
@@ -89,6 +90,7 @@ def compare(
     by 10–24 % from one launch to the next; one run's error is partly noise.
     The prediction is made after the run, with the cores that run had.
     """
+    scenario, _ = lay_out(scenario)  # a graph's workers are its hosts', not topology.nodes
     out_dir.mkdir(parents=True, exist_ok=True)
     if sim_dir is None:  # calibrate first: measuring the machine while the run uses it would lie
         with Progress(console=console, transient=True) as bar:
@@ -155,10 +157,17 @@ def _report(
         report["machine_load"] = load
     if predicted.get("cpu_time_s") and measured.get("cpu_time_s"):
         # where an error comes from: the CPU the model charged, or how it overlapped
-        per = scenario.topology.n_workers * run.iterations
+        n = scenario.topology.n_workers
+        # the simulated CPU covers every iteration; the measured, the steady window in which
+        # all workers were in their counted iterations (grpc_ps.load.steady_window)
+        window = (measured.get("machine_load") or {}).get("seconds")
+        iteration = measured.get("iteration_time_s")
+        per = {"predicted": n * run.iterations, "measured": n * run.iterations}
+        if window and iteration:
+            per["measured"] = n * window / iteration
         report["cpu_s_per_worker_iteration"] = {
-            "predicted": predicted["cpu_time_s"] / per,
-            "measured": measured["cpu_time_s"] / per,
+            side: metrics["cpu_time_s"] / per[side]
+            for side, metrics in (("predicted", predicted), ("measured", measured))
         }
         by_role = _cpu_by_role(predicted, measured, per)
         if by_role:
@@ -192,7 +201,7 @@ def measure_median(
 
 
 def _cpu_by_role(
-    predicted: dict[str, Any], measured: dict[str, Any], per: int
+    predicted: dict[str, Any], measured: dict[str, Any], per: dict[str, float]
 ) -> dict[str, dict[str, float]]:
     """Each kind of role's CPU per worker-iteration, predicted and measured: the workers
     summed as one, each server and communicator on its own, so the parts add up to the
@@ -202,7 +211,7 @@ def _cpu_by_role(
         for name, seconds in (metrics.get("cpu_time_by_process_s") or {}).items():
             role = "workers" if name.startswith("worker-") else name
             entry = out.setdefault(role, {"predicted": 0.0, "measured": 0.0})
-            entry[side] += seconds / per
+            entry[side] += seconds / per[side]
     return out
 
 

@@ -96,7 +96,9 @@ def run_launch(scenario: Scenario, out_dir: Path | None, force: bool = False) ->
     A run too big for this machine is refused before torch is even imported (under a
     second), unless ``force``."""
     from grpc_ps.fit import check_fits
+    from pslab.topology import lay_out
 
+    scenario, _ = lay_out(scenario)  # a graph's workers are its hosts', not topology.nodes
     if not force:
         check_fits(scenario)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

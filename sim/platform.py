@@ -28,6 +28,7 @@ import simpy
 from pslab.algorithms.base import REGISTRY, Plan, Role, server_name
 from pslab.distributions import role_rng
 from pslab.profile import Profile
+from pslab.stream_costs import Contention, contention, rpc_ramp_s, stream_end
 from sim.network import FlowNetwork
 from sim.topology import Cluster
 
@@ -37,7 +38,7 @@ MACHINE = "cpu:machine"
 class NominalPlatform:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self.registry_host = cluster.servers[0] if cluster.servers else cluster.node_hosts[0]
+        self.registry_host = cluster.registry_host
         self.worker_update_s_per_byte: float | None = None
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
@@ -136,6 +137,11 @@ def gloo_ring(plan: Plan, profile: Profile) -> GlooRing:
     return GlooRing(cpu / (steps / n * nbytes), 0.0, max(wall - cpu_wall, 0.0) / steps)
 
 
+def _is_server(vertex: str) -> bool:
+    """A gRPC server's end of a stream (shard, registry, communicator) costs its own."""
+    return vertex.startswith(("ps-", "comm-")) or vertex == REGISTRY
+
+
 class LoopbackNetwork(FlowNetwork):
     """Transfers between processes of one machine: CPU on both ends, then the RPC's fixed cost."""
 
@@ -146,12 +152,16 @@ class LoopbackNetwork(FlowNetwork):
         profile: Profile,
         ring: GlooRing,
         processes: list[str],
+        contention: Contention | None = None,
     ) -> None:
+        """``contention``: how much more a transfer's ends cost with this run's processes
+        all at work than one client at a time (:mod:`pslab.stream_costs`)."""
         super().__init__(env, cluster)
         self.profile = profile
         self.ring = ring
+        self.contention = contention or Contention()
         self.warmth = Warmth(env)
-        self.rpc_ramp_s = profile.rpc_cold_ramp_s or profile.cold_ramp_s
+        self.rpc_ramp_s = rpc_ramp_s(profile)
         self.add_resource(MACHINE, profile.effective_cores or profile.machine.cores)
         for name in processes:
             self.add_resource(f"proc:{name}", 1.0)
@@ -183,14 +193,16 @@ class LoopbackNetwork(FlowNetwork):
             recv = self.cold_work(dst, "allreduce", nbytes * ring.recv_cpu_s_per_byte, 0.0, ramp)
             wait = self.cluster.path_latency(src, dst)
         else:
-            send_b = self._server_or(src, p.server_send_cpu_s_per_byte, p.send_cpu_s_per_byte)
-            recv_b = self._server_or(dst, p.server_recv_cpu_s_per_byte, p.recv_cpu_s_per_byte)
-            half, cold = p.rpc_cpu_s / 2, p.rpc_cold_cpu_s / 2
             ramp = self.rpc_ramp_s
-            send_cold = cold + nbytes * p.send_cold_cpu_s_per_byte
-            recv_cold = cold + nbytes * p.recv_cold_cpu_s_per_byte
-            send = self.cold_work(src, "rpc", nbytes * send_b + half, send_cold, ramp)
-            recv = self.cold_work(dst, "rpc", nbytes * recv_b + half, recv_cold, ramp)
+            ends = []
+            for vertex, sending in ((src, True), (dst, False)):
+                server = _is_server(vertex)
+                cost = stream_end(p, nbytes, sending, server)
+                f = self.contention.server if server else self.contention.client
+                ends.append(
+                    self.cold_work(vertex, "rpc", f * cost.hot_s, f * cost.cold_extra_s, ramp)
+                )
+            send, recv = ends
             wait = p.rpc_overhead_s
         return send, recv, wait
 
@@ -213,12 +225,6 @@ class LoopbackNetwork(FlowNetwork):
     def process_work(self, vertex: str, cpu_s: float) -> simpy.Event:
         """CPU work of the process at ``vertex``: a machine core and its interpreter lock."""
         return self.work_on([MACHINE, f"proc:{vertex}"], cpu_s)
-
-    @staticmethod
-    def _server_or(vertex: str, server: float, client: float) -> float:
-        """A gRPC server's end of a stream (shard, registry, communicator) costs its own."""
-        is_server = vertex.startswith(("ps-", "comm-")) or vertex == REGISTRY
-        return server if is_server and server > 0 else client
 
     def _after(
         self, events: list[simpy.Event], wait: float, tag: object
@@ -245,6 +251,9 @@ class LocalPlatform:
         g = nx.Graph()
         g.add_node("localhost", kind="host", cores=profile.machine.cores)
         self.ring = gloo_ring(plan, profile)
+        shards = plan.server.shards if plan.server else 1
+        clients = len(names) - (shards if plan.server else 0)
+        self.contention = contention(profile, clients, plan.model.nbytes / shards)
         for name in names:  # two processes' path: one ring step's wait
             g.add_node(name, kind="host", cores=1)
             latency = self.ring.step_wait_s / 2
@@ -262,7 +271,9 @@ class LocalPlatform:
         self.registry_host = REGISTRY
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
-        return LoopbackNetwork(env, self.cluster, self.profile, self.ring, self.processes)
+        return LoopbackNetwork(
+            env, self.cluster, self.profile, self.ring, self.processes, self.contention
+        )
 
     def endpoint(self, role: Role) -> str:
         return role.name

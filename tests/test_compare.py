@@ -112,9 +112,10 @@ def test_cpu_by_role_sums_the_workers_and_keeps_each_server() -> None:
 
     predicted = {"cpu_time_by_process_s": {"worker-0": 0.2, "worker-1": 0.2, "ps-0": 0.3}}
     measured = {"cpu_time_by_process_s": {"worker-0": 0.3, "worker-1": 0.5, "ps-0": 0.3}}
-    by_role = _cpu_by_role(predicted, measured, per=100)
-    assert by_role["workers"] == pytest.approx({"predicted": 0.004, "measured": 0.008})
-    assert by_role["ps-0"] == pytest.approx({"predicted": 0.003, "measured": 0.003})
-    cpu = {"predicted": 0.007, "measured": 0.011, "by_role": by_role}
+    # the measured side is divided by the worker-iterations of its own window
+    by_role = _cpu_by_role(predicted, measured, per={"predicted": 100, "measured": 50})
+    assert by_role["workers"] == pytest.approx({"predicted": 0.004, "measured": 0.016})
+    assert by_role["ps-0"] == pytest.approx({"predicted": 0.003, "measured": 0.006})
+    cpu = {"predicted": 0.007, "measured": 0.022, "by_role": by_role}
     notes = "\n".join(report_notes({"cpu_s_per_worker_iteration": cpu}))
-    assert "workers 4/8" in notes and "ps-0 3/3" in notes
+    assert "workers 4/16" in notes and "ps-0 3/6" in notes

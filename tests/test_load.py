@@ -89,3 +89,23 @@ def test_a_cpu_burner_beside_the_run_is_seen_and_slows_the_prediction(root) -> N
         return simulate_emulated(emulated_scenario(scenario, p), p).metrics["iteration_time_s"]
 
     assert predicted(loaded) > predicted(quiet)
+
+
+def test_the_steady_window_starts_when_the_last_worker_is_in_its_counted_iterations() -> None:
+    from grpc_ps.load import steady_window
+    from pslab.trace import SpanRecord
+
+    def it(role: str, i: int, start: float, end: float) -> SpanRecord:
+        return SpanRecord(role, "h", "iteration", "iteration", start, end, i)
+
+    # worker-1 started 3 s late (its imports); each runs iterations 0-4, warmup 1
+    spans = [it("worker-0", i, i, i + 1.0) for i in range(5)]
+    spans += [it("worker-1", i, 3 + i, 4 + i) for i in range(5)]
+    spans.append(SpanRecord("ps-0", "h", "apply", "server", 0.0, 9.0, 0))
+    # counted: 1 <= i < 4; the last first-counted start is worker-1's 4.0, the first
+    # last-counted end worker-0's 4.0: they never overlapped, so the whole span
+    assert steady_window(spans, 1, 5) == (0.0, 8.0)
+    assert steady_window(spans, 0, 5) == (3.0, 4.0)
+    late = [it("worker-1", i, 1 + i, 2 + i) for i in range(5)]
+    assert steady_window(spans[:5] + late, 1, 5) == (2.0, 4.0)
+    assert steady_window([], 1, 5) is None
