@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 from pslab import ops
-from pslab.trace import IterationMarks, SpanRecord, Trace, wait_category
+from pslab.trace import IterationMarks, Trace, wait_category
 
 # What an executor's handler for one op type is: ``result, nbytes = yield from handler(op)``.
 Handler = Callable[[Any], Generator[Any, Any, tuple[Any, int]]]
@@ -58,7 +58,13 @@ def drive(
     on every event of every op, and a generator frame less per resume is measurable.
     """
     marks = IterationMarks(trace, role, host)
-    add = trace.add
+    record = trace.record
+
+    def span(op: ops.Op, name: str, cat: str, start: float, nbytes: int, blocking: bool) -> None:
+        """An op's span, ended now: the trace's fields in order, without a SpanRecord."""
+        on_behalf = getattr(op, "on_behalf", ())
+        record(role, host, name, cat, start, clock.now, op.iteration, nbytes, blocking, on_behalf)
+
     kinds: dict[type, tuple[Handler | None, str, str]] = {}
 
     def kind(op: ops.Op) -> tuple[Handler | None, str, str]:
@@ -74,20 +80,7 @@ def drive(
         assert run is not None, f"{name} cannot be started in the background"
         start = clock.now
         result, nbytes = yield from run(op)
-        add(
-            SpanRecord(
-                role,
-                host,
-                name,
-                cat,
-                start,
-                clock.now,
-                op.iteration,
-                nbytes,
-                False,
-                getattr(op, "on_behalf", ()),
-            )
-        )
+        span(op, name, cat, start, nbytes, False)
         return result
 
     result: Any = None
@@ -100,20 +93,7 @@ def drive(
         if run is not None:
             start = clock.now
             result, nbytes = yield from run(op)
-            add(
-                SpanRecord(
-                    role,
-                    host,
-                    name,
-                    cat,
-                    start,
-                    clock.now,
-                    op.iteration,
-                    nbytes,
-                    True,
-                    getattr(op, "on_behalf", ()),
-                )
-            )
+            span(op, name, cat, start, nbytes, True)
         elif name == "iteration":
             marks.mark(op.iteration, clock.now)
             if on_iteration is not None:
@@ -127,17 +107,7 @@ def drive(
             handles: tuple[Handle, ...] = op.handles  # type: ignore[attr-defined]
             start = clock.now
             result = yield from join([h[0] for h in handles])
-            add(
-                SpanRecord(
-                    role,
-                    host,
-                    "wait",
-                    wait_category({h[1] for h in handles}),
-                    start,
-                    clock.now,
-                    op.iteration,
-                )
-            )
+            span(op, "wait", wait_category({h[1] for h in handles}), start, 0, True)
     marks.close(clock.now)
 
 

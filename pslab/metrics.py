@@ -29,22 +29,6 @@ import numpy as np
 from pslab.compare import COMPARED
 from pslab.trace import SpanColumns, Trace
 
-
-def union_length(intervals: list[tuple[float, float]]) -> float:
-    total = 0.0
-    cur_s = cur_e = None
-    for s, e in sorted(intervals):
-        if cur_e is None or s > cur_e:
-            if cur_e is not None:
-                total += cur_e - cur_s
-            cur_s, cur_e = s, e
-        elif e > cur_e:
-            cur_e = e
-    if cur_e is not None:
-        total += cur_e - cur_s
-    return total
-
-
 # Span categories the metrics read, as small codes (any other category: len(_CATS)).
 _CATS = {"iteration": 0, "compute": 1, "io": 2, "comm": 3}
 
@@ -66,8 +50,9 @@ def _comm_per_worker(
 
     ``comm`` marks the steady-state comm spans, ``worker`` each span's own worker
     (-1: not counted). A span counts for its own worker, then for each counted worker
-    it is ``on_behalf`` of. The union of one (worker, iteration)'s intervals is
-    ``union_length``'s, vectorised: sorted by start then end, a segment opens where a
+    it is ``on_behalf`` of. The union of one (worker, iteration)'s intervals is the
+    interval-merging loop's (tests/test_trace_columns.py keeps it as the reference),
+    vectorised: sorted by start then end, a segment opens where a
     start passes every end before it in the group, segments add up in that order, and
     a worker's iterations add up in the order each first appeared. Every sum runs in
     the order of the loop it replaced, so the figures are the same to the last bit.
