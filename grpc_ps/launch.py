@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from grpc_ps import fit, netns_launch, roles
 from grpc_ps.auth import Security, new_token
 from grpc_ps.client import PSClient
 from grpc_ps.endpoints import Endpoints
+from grpc_ps.interrupts import InterruptGuard
 from grpc_ps.lifeline import (
     LAUNCHER_ENV,
     RUN_PREFIX,
@@ -54,7 +54,6 @@ STOP_GRACE_S = 10.0  # SIGTERM → SIGKILL at the end of a run: servers write th
 # ... and when the run was interrupted: short, so that a role ignoring SIGTERM is gone well
 # within the 10 s the chaos test (and a batch system's kill timeout) allows
 INTERRUPTED_GRACE_S = 3.0
-HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class LaunchError(Exception):
@@ -132,12 +131,7 @@ class Launcher:
             else None
         )
         self.link_reads: tuple[dict[str, Any], dict[str, Any]] | None = None  # netns counters
-        # SIGINT/SIGTERM/SIGHUP while running (see _on_signal): the first, whether it was
-        # raised yet, whether raising is deferred (a Popen in flight, the cleanup)
-        self.interrupted: int | None = None
-        self._raised = False
-        self._defer = False
-        self._active = False
+        self.signals = InterruptGuard()  # SIGINT/SIGTERM/SIGHUP while running
         self.sampler: LoadSampler | None = None  # what other jobs took (grpc_ps.load)
         self.t0_ns = 0  # the run's clock: spans are seconds since
 
@@ -156,7 +150,7 @@ class Launcher:
             env.update(self.netns.env(name))
             spawn = functools.partial(self.netns.popen, name)
         # A signal between fork and the append below would leave a role no one stops.
-        deferred, self._defer = self._defer, True
+        deferred, self.signals.deferring = self.signals.deferring, True
         popen = spawn(
             [
                 sys.executable,
@@ -177,9 +171,9 @@ class Launcher:
         )
         proc = _Proc(name, popen, log)
         self.procs.append(proc)
-        self._defer = deferred
+        self.signals.deferring = deferred
         if not deferred:
-            self._raise_pending()
+            self.signals.raise_pending()
         threading.Thread(target=self._read_stdout, args=(proc,), daemon=True).start()
         return proc
 
@@ -268,49 +262,6 @@ class Launcher:
                     os.killpg(proc.popen.pid, signal.SIGKILL)
                 proc.popen.wait()
 
-    # --------------------------------------------------------------- signals
-
-    def _catch_signals(self) -> dict[int, Any]:
-        """Handle SIGINT, SIGTERM and SIGHUP as one while the run's processes exist, so that
-        ``timeout``, ``scancel`` or a closed terminal stop the roles as Ctrl-C does. Only
-        in the main thread (Python allows handlers nowhere else); a signal the caller
-        ignores (``nohup``) stays ignored. Returns the handlers to put back."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        self._active = True
-        previous = {}
-        for sig in HANDLED_SIGNALS:
-            if signal.getsignal(sig) is not signal.SIG_IGN:
-                previous[sig] = signal.signal(sig, self._on_signal)
-        return previous
-
-    def _release_signals(self, previous: dict[int, Any]) -> None:
-        self._active = False
-        for sig, handler in previous.items():
-            if signal.getsignal(sig) == self._on_signal:  # netns may have chained its own
-                signal.signal(sig, handler)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        """Unwind into run()'s cleanup, once: a second signal while the roles are being
-        stopped is noted, not raised, so that it cannot cut the cleanup short."""
-        if not self._active:  # reached through a handler chained on ours after the run
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        if self.interrupted is None:
-            self.interrupted = signum
-        if not self._defer:
-            self._raise_pending()
-
-    def _raise_pending(self) -> None:
-        if self.interrupted is not None and not self._raised:
-            self._raised = True
-            if self.interrupted == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise Interrupted(self.interrupted)
-
     # ------------------------------------------------------------------ run
 
     def run(self) -> LaunchResult:
@@ -319,7 +270,7 @@ class Launcher:
         self.t0_ns = time.perf_counter_ns()
         write_json_atomic(run_dir / "run.json", {"t0_ns": self.t0_ns})
         plan = self.plan
-        previous = self._catch_signals()
+        self.signals.catch()
         try:
             if self.netns is not None:
                 self.netns.open()
@@ -359,16 +310,16 @@ class Launcher:
             if self.netns is not None and counters is not None:  # the kernel's per-link bytes
                 self.link_reads = (counters, self.netns.counters())
         finally:
-            self._defer = True  # a signal from here on waits for the roles to be stopped
+            self.signals.deferring = True  # from here on a signal waits for the roles to stop
             try:
-                self.stop_all(INTERRUPTED_GRACE_S if self.interrupted else STOP_GRACE_S)
+                self.stop_all(INTERRUPTED_GRACE_S if self.signals.interrupted else STOP_GRACE_S)
             finally:
                 try:
                     if self.netns is not None:
                         self.netns.close()
                 finally:
-                    self._release_signals(previous)
-        self._raise_pending()  # a signal during the final cleanup: end as asked
+                    self.signals.release()
+        self.signals.raise_pending()  # a signal during the final cleanup: end as asked
         return self._collect(wall)
 
     def partial_result(self) -> LaunchResult | None:
@@ -384,7 +335,8 @@ class Launcher:
             trace.meta["scenario"] = self.scenario.name
             metrics = {"source": "emu", "events": len(trace.spans), "wall_time_s": wall}
             result = LaunchResult({**metrics, "workers": len(self.plan.workers)}, trace)
-        name = signal.Signals(self.interrupted).name if self.interrupted else "an exception"
+        signum = self.signals.interrupted
+        name = signal.Signals(signum).name if signum else "an exception"
         result.metrics.update(incomplete=True, interrupted_by=name)
         result.trace.meta.update(incomplete=True, interrupted_by=name)
         return result

@@ -138,7 +138,7 @@ def compare(
     comparing = importlib.import_module("pslab_cli.comparing")
     launch = importlib.import_module("grpc_ps.launch")
 
-    def measure(sc: Scenario, d: Path) -> dict[str, Any]:
-        return launch.launch(sc, d).metrics
+    def measure(sc: Scenario, d: Path) -> Any:  # a grpc_ps.launch.LaunchResult
+        return launch.launch(sc, d)
 
     return comparing.compare(resolved, Path(out_dir), measure, repeat=repeat)

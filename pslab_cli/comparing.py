@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import Progress
@@ -31,7 +31,15 @@ from pslab.topology import lay_out
 from pslab.trace import Trace, load_spans, write_json_atomic
 from sim.run import emulated_scenario, simulate_emulated
 
-Measure = Callable[[Scenario, Path], dict[str, Any]]  # emulate, writing results to the path
+
+class Run(Protocol):
+    """What a launch returns: its metrics and its whole trace (the file on disk is sampled)."""
+
+    metrics: dict[str, Any]
+    trace: Trace
+
+
+Measure = Callable[[Scenario, Path], Run]  # emulate, writing results to the path
 
 
 REPLAY = "replay"  # beside compare.json: the files a prediction was made from
@@ -100,8 +108,10 @@ def compare(
             )
     runs: list[float] = []
     if measured_dir is None:
-        measured_dir, runs = measure_median(scenario, out_dir, measure, repeat)
-    measured, m_trace = _load_run(measured_dir)
+        run, runs = measure_median(scenario, out_dir, measure, repeat)
+        measured, m_trace = run.metrics, run.trace
+    else:
+        measured, m_trace = _load_run(measured_dir)
     if sim_dir is not None:
         predicted, p_trace = _load_run(sim_dir)
     else:
@@ -188,16 +198,17 @@ def _report(
 
 def measure_median(
     scenario: Scenario, out_dir: Path, measure: Measure, repeat: int
-) -> tuple[Path, list[float]]:
-    """Emulate ``repeat`` times; the run of median iteration time, and every run's."""
+) -> tuple[Run, list[float]]:
+    """Emulate ``repeat`` times; the run of median iteration time (its files copied to
+    ``out_dir/measured``), and every run's iteration time."""
     if repeat <= 1:
-        measure(scenario, out_dir / "measured")
-        return out_dir / "measured", []
+        return measure(scenario, out_dir / "measured"), []
     dirs = [out_dir / "measured-runs" / str(k) for k in range(1, repeat + 1)]
-    times = [float(measure(scenario, d)["iteration_time_s"]) for d in dirs]
+    results = [measure(scenario, d) for d in dirs]
+    times = [float(r.metrics["iteration_time_s"]) for r in results]
     median = sorted(range(repeat), key=times.__getitem__)[repeat // 2]
     shutil.copytree(dirs[median], out_dir / "measured", dirs_exist_ok=True)
-    return out_dir / "measured", times
+    return results[median], times
 
 
 def _cpu_by_role(

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +27,9 @@ from pslab_cli import model_cmd
 from pslab_cli import prepare as prepare_cli
 from pslab_cli import serve as serve_cli
 from pslab_cli import worker as worker_cli
+
+if TYPE_CHECKING:
+    from grpc_ps.launch import LaunchResult
 
 QUICKSTART = Path(pslab.__file__).resolve().parent / "data" / "quickstart.yaml"
 
@@ -90,7 +93,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_launch(scenario: Scenario, out_dir: Path | None, force: bool = False) -> dict[str, Any]:
+def run_launch(scenario: Scenario, out_dir: Path | None, force: bool = False) -> LaunchResult:
     """Emulate with a progress bar over all workers' iterations; LaunchError → UsageError.
 
     A run too big for this machine is refused before torch is even imported (under a
@@ -129,7 +132,7 @@ def run_launch(scenario: Scenario, out_dir: Path | None, force: bool = False) ->
             if out_dir is not None and (out_dir / "metrics.json").exists():
                 err.print(f"roles stopped; what was measured is in {out_dir} (incomplete)")
             raise
-    return result.metrics
+    return result
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -137,7 +140,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         args.set.append(f"emulation.network={args.network}")
     out_dir = check_out_dir(args.out) if args.out is not None else None
     scenario, _ = _load(args)
-    metrics = run_launch(scenario, out_dir, force=args.force)
+    metrics = run_launch(scenario, out_dir, force=args.force).metrics
     if args.json:
         print(json.dumps(metrics))
     else:

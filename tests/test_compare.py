@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from pslab.compare import compare_metrics, error_pct
 from pslab.scenario import load_scenario
+from pslab.trace import Trace
 from pslab_cli.comparing import measure_median
 from pslab_cli.main import main
 
@@ -75,12 +77,14 @@ def test_repeat_compares_with_the_median_run(tmp_path) -> None:
         out_dir.mkdir(parents=True)
         t = next(times)
         (out_dir / "metrics.json").write_text(json.dumps({"iteration_time_s": t}))
-        return {"iteration_time_s": t}
+        return SimpleNamespace(metrics={"iteration_time_s": t}, trace=Trace("emu"))
 
     scenario = load_scenario("scenarios/quickstart.yaml")
     chosen, runs = measure_median(scenario, tmp_path, measure, repeat=3)
     assert runs == [0.3, 0.1, 0.2]
-    assert json.loads((chosen / "metrics.json").read_text())["iteration_time_s"] == 0.2
+    assert chosen.metrics["iteration_time_s"] == 0.2
+    measured = json.loads((tmp_path / "measured" / "metrics.json").read_text())
+    assert measured["iteration_time_s"] == 0.2
 
 
 def test_the_notes_state_the_runs_range_the_load_and_the_cpu() -> None:
