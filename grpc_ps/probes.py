@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from grpc_ps.client import PSClient
+from grpc_ps.memory import keep_freed_pages
 from grpc_ps.server import ParameterServerServicer, serve
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
 from pslab.policies import StalenessPolicy
@@ -44,37 +45,34 @@ def _proc_cpu(pid: int) -> float:
 class _Server:
     """A one-shard ASP server in its own process, as the emulator runs one."""
 
-    def __init__(self, elements: int, workers: int = 1, own_client: bool = True) -> None:
+    def __init__(self, elements: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grpc_ps.probes", "--serve", str(elements), str(workers)],
+            [sys.executable, "-m", "grpc_ps.probes", "--serve", str(elements)],
             stdout=subprocess.PIPE,
             text=True,
             env=dict(os.environ, OMP_NUM_THREADS="1"),
         )
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
-        self.client: PSClient | None = None
-        if own_client:
-            self.client = PSClient([f"127.0.0.1:{self.port}"], 0, 1, elements, timeout=60)
-            self.client.register()
+        self.client = PSClient([f"127.0.0.1:{self.port}"], 0, 1, elements, timeout=60)
+        self.client.register()
 
     def cpu(self) -> float:
         return _proc_cpu(self.proc.pid)
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
+        self.client.close()
         self.proc.terminate()
         self.proc.wait(10)
 
 
-def _serve_forever(elements: int, workers: int) -> None:
+def _serve_forever(elements: int) -> None:
     servicer = ParameterServerServicer(
         0,
         0,
         elements,
-        workers,
-        StalenessPolicy(workers),
+        1,
+        StalenessPolicy(1),
         lr=1e-9,
         initial=np.zeros(elements, np.float32),
     )
@@ -180,89 +178,6 @@ def measure_rpc(nbytes: int, update_s_per_byte: float, step: Step) -> dict[str, 
     }
 
 
-CONTENTION_CLIENTS = (1, 2, 4, 8)  # how many clients at once the contention probe tries
-CONTENTION_GAP_S = 0.02  # each probe client's sleep per cycle: a worker's compute
-CONTENTION_CYCLES = 12
-
-
-def _contention_client(rank: int, world: int, shards: list[tuple[int, int]]) -> None:
-    """One of ``world`` clients cycling (sleep, push, pull) against each probe shard in turn.
-
-    Per shard it warms up, says so, waits for the go on stdin (so every client's timed
-    cycles overlap), then prints its CPU per cycle, every thread of it and its sleeps
-    included (grpcio's threads work while the caller sleeps), and a cycle's seconds."""
-    for port, elements in shards:
-        client = PSClient([f"127.0.0.1:{port}"], rank, world, elements, timeout=120)
-        client.register()
-        arr, out = np.ones(elements, np.float32), np.empty(elements, np.float32)
-        it = itertools.count(1_000_000 * rank)
-        for _ in range(WARM_STREAMS // 2):
-            client.push(arr, next(it))
-            client.pull(out)
-        print("ready", flush=True)
-        sys.stdin.readline()
-        w0, c0 = time.perf_counter(), _proc_cpu(os.getpid())
-        for _ in range(CONTENTION_CYCLES):
-            time.sleep(CONTENTION_GAP_S)
-            client.push(arr, next(it))
-            client.pull(out)
-        cpu, wall = _proc_cpu(os.getpid()) - c0, time.perf_counter() - w0
-        print(cpu / CONTENTION_CYCLES, wall / CONTENTION_CYCLES, flush=True)
-        client.leave()
-        client.close()
-
-
-def measure_contention(clients: int, sizes: list[int]) -> dict[int, list[float]]:
-    """``clients`` processes at once each cycling a push and a pull of each size against
-    a shard of it: per size, [a client's CPU per cycle, the server's CPU per cycle, a
-    cycle's seconds].
-
-    Per-byte and per-RPC figures measured one client at a time do not add up to what a
-    run of several spends: with more processes than cores each one's RPCs are split
-    across time slices, grpcio's threads hand work over through a busy scheduler, and a
-    process's buffers leave the caches while others run. The probe measures that, at the
-    numbers of clients a run has, on the mechanism a run uses."""
-    servers = [_Server(max(n // 4, 1), clients, own_client=False) for n in sizes]
-    shards = [f"{s.port}:{max(n // 4, 1)}" for s, n in zip(servers, sizes, strict=True)]
-    cmd = [sys.executable, "-m", "grpc_ps.probes", "--client", *shards]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [
-        subprocess.Popen(
-            [*cmd, f"--rank={r}", f"--world={clients}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for r in range(clients)
-    ]
-    out: dict[int, list[float]] = {}
-    try:
-        for server, size in zip(servers, sizes, strict=True):
-            for p in procs:
-                assert p.stdout is not None
-                if p.stdout.readline().strip() != "ready":
-                    raise RuntimeError("a contention probe client failed")
-            s0 = server.cpu()
-            for p in procs:
-                assert p.stdin is not None
-                p.stdin.write("go\n")
-                p.stdin.flush()
-            figures = [[float(x) for x in p.stdout.readline().split()] for p in procs if p.stdout]
-            server_cpu = (server.cpu() - s0) / (clients * CONTENTION_CYCLES)
-            client_cpu = float(np.mean([f[0] for f in figures]))
-            out[size] = [client_cpu, server_cpu, float(np.mean([f[1] for f in figures]))]
-        for p in procs:
-            p.wait(timeout=60)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        for server in servers:
-            server.close()
-    return out
-
-
 def _gloo_member(rank: int, world: int, port: int, elements: int) -> None:
     """One of ``world`` processes timing gloo all-reduces.
 
@@ -357,19 +272,12 @@ def measure_allreduce_at(world: int, nbytes: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m grpc_ps.probes")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument(
-        "--serve", nargs="+", type=int, metavar="N", help="run a shard: ELEMENTS [WORKERS]"
-    )
-    what.add_argument("--client", nargs="+", metavar="PORT:ELEMENTS", help="probe these shards")
-    p.add_argument("--rank", type=int, default=0)
-    p.add_argument("--world", type=int, default=1)
+    what.add_argument("--serve", type=int, metavar="ELEMENTS", help="run a one-worker shard")
     what.add_argument("--gloo", nargs=4, type=int, metavar=("ELEMENTS", "PORT", "WORLD", "RANK"))
     args = p.parse_args(argv)
+    keep_freed_pages()  # as the roles run (grpc_ps.memory)
     if args.serve is not None:
-        _serve_forever(args.serve[0], args.serve[1] if len(args.serve) > 1 else 1)
-    elif args.client is not None:
-        shards = [tuple(int(x) for x in shard.split(":")) for shard in args.client]
-        _contention_client(args.rank, args.world, shards)
+        _serve_forever(args.serve)
     else:
         elements, port, world, rank = args.gloo
         _gloo_member(rank, world, port, elements)

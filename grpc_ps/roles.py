@@ -25,6 +25,7 @@ from grpc_ps.checkpoint import CheckpointError, Journal
 from grpc_ps.communicator import CommunicatorServicer
 from grpc_ps.endpoints import Endpoints
 from grpc_ps.lifeline import die_with_launcher
+from grpc_ps.memory import keep_freed_pages
 from grpc_ps.netns_launch import bind_kwargs, make_executor, trace_host
 from grpc_ps.server import LeaderRegistryServicer, ParameterServerServicer, serve
 from pslab.algorithms import build_plan
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=100, help="versions between them")
     args = p.parse_args(argv)
     die_with_launcher()  # armed already under grpc_ps.lifeline; this covers a direct start
+    keep_freed_pages()  # as calibration measured the transfers (grpc_ps.memory)
     _ignore_sigterm_hook(args.role)
     kind, _, index = args.role.rpartition("-") if "-" in args.role else (args.role, "", "")
     if args.role == REGISTRY:

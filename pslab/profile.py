@@ -44,7 +44,7 @@ class ProfileError(ScenarioError):
     """A calibration profile that cannot be read: a user's input, reported like a scenario's."""
 
 
-PROFILE_FORMAT = 8  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 9  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 class Profile(BaseModel):
@@ -69,8 +69,11 @@ class Profile(BaseModel):
     update_s_per_byte: float = Field(ge=0, description="server update time per parameter byte")
     sleep_overshoot_s: float = Field(0.0, ge=0, description="time.sleep's mean extra delay")
     sleep_jitter_s: float = Field(0.0, ge=0, description="standard deviation of that delay")
+    worker_update_s: float = Field(
+        0.0, ge=0, description="a worker's torch SGD step's fixed seconds, its caches cold"
+    )
     worker_update_s_per_byte: float = Field(
-        0.0, ge=0, description="a worker's torch SGD step per parameter byte"
+        0.0, ge=0, description="a worker's torch SGD step per parameter byte, caches cold"
     )
     compute_s: dict[str, float] = Field(
         default_factory=dict, description="real forward+backward per batch, key 'model@batch'"
@@ -107,23 +110,12 @@ class Profile(BaseModel):
     compute_cold_ramp_s: dict[str, float] = Field(
         default_factory=dict, description="that gap for a model's compute, same key"
     )
-    stream_contention: dict[str, list[float]] = Field(
-        default_factory=dict,
-        description="clients cycling push+pull against one shard, key 'clients x bytes': "
-        "[a client's CPU per cycle, the server's CPU per cycle, a cycle's seconds]",
-    )
-    contention_gap_s: float = Field(
-        0.0, ge=0, description="each probe client's sleep before its push"
-    )
 
     def compute_key(self, model: str, batch: int) -> str:
         return f"{model}@{batch}"
 
     def allreduce_key(self, members: int, nbytes: int) -> str:
         return f"{members}x{nbytes}"
-
-    def contention_key(self, clients: int, nbytes: int) -> str:
-        return f"{clients}x{nbytes}"
 
     def save(self, path: Path) -> None:
         write_text_atomic(Path(path), yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))

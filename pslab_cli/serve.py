@@ -86,6 +86,7 @@ def _bind(value: str) -> tuple[str, int]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from grpc_ps import auth
+    from grpc_ps.memory import keep_freed_pages
     from pslab_cli.main import UsageError, _load
 
     try:
@@ -118,6 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         scenario, t0 = _load(args)[0], time.perf_counter_ns()
     servicer, name = _servicer(args, scenario, t0)
+    keep_freed_pages()  # as calibration measured the transfers
     code = _serve_until_stopped(servicer, name, host, port, security, args.insecure)
     if args.run_dir is not None and args.role == "ps":
         from grpc_ps.roles import write_server_trace

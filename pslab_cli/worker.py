@@ -49,6 +49,7 @@ def check_rank(rank: int, workers: int, world: tuple[int, str] | None) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from grpc_ps.endpoints import Endpoints
+    from grpc_ps.memory import keep_freed_pages
     from grpc_ps.roles import rank_from_env, run_worker, world_from_env
     from pslab.algorithms import build_plan
     from pslab.scenario import load_scenario
@@ -77,5 +78,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "dist_workers (tcp://HOST:PORT; pslab prepare writes one) or start the "
             "workers under torchrun"
         )
+    keep_freed_pages()  # as calibration measured the transfers
     run_worker(run_dir, rank, dist)
     return 0

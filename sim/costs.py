@@ -6,11 +6,20 @@ stragglers), drawn per role as :mod:`pslab.distributions` explains.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from pslab.distributions import draw
 from pslab.scenario import Scenario
 from pslab.smoothing import fft_flops
+
+
+class UpdateCost(NamedTuple):
+    """A worker's local update as measured on a machine: fixed seconds plus per byte."""
+
+    fixed_s: float
+    per_byte_s: float
 
 
 class Costs:
@@ -21,12 +30,12 @@ class Costs:
         scenario: Scenario,
         layers: list[int],
         bytes_per_param: int,
-        worker_update_s_per_byte: float | None = None,
+        worker_update: UpdateCost | None = None,
     ) -> None:
-        """``worker_update_s_per_byte``: a worker's local update cost where it was measured
-        (the emulator's torch update); otherwise the server's rate is used for both."""
+        """``worker_update``: a worker's local update cost where it was measured (the
+        emulator's torch update); otherwise the server's rate is used for both."""
         self.workload = scenario.workload
-        self.worker_update_s_per_byte = worker_update_s_per_byte
+        self.worker_update_cost = worker_update
         self.layers = layers
         self.bytes_per_param = bytes_per_param
         self.smooth_s = (
@@ -46,6 +55,7 @@ class Costs:
         return nbytes / self.workload.server_update_bandwidth
 
     def worker_update(self, nbytes: int) -> float:
-        if self.worker_update_s_per_byte is not None:
-            return nbytes * self.worker_update_s_per_byte
+        cost = self.worker_update_cost
+        if cost is not None:
+            return cost.fixed_s + nbytes * cost.per_byte_s
         return self.update(nbytes)

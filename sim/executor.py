@@ -127,7 +127,7 @@ class SimExecutor(ServerOps, CollectiveOps):
         self.bpp = model.bytes_per_param
         self.model_bytes = model.nbytes
         self.costs = Costs(
-            scenario, model.layers or [model.params], self.bpp, platform.worker_update_s_per_byte
+            scenario, model.layers or [model.params], self.bpp, platform.worker_update
         )
         self.trace = Trace("sim", meta={"scenario": scenario.name})
         self.n_workers = len(plan.workers)

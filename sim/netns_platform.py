@@ -25,7 +25,6 @@ import simpy
 
 from pslab.algorithms.base import Plan, Role
 from pslab.profile import Profile
-from pslab.stream_costs import Contention
 from pslab.topology import host_of
 from sim.network import FlowNetwork
 from sim.platform import GlooRing, LocalPlatform, LoopbackNetwork
@@ -42,9 +41,8 @@ class NetnsNetwork(LoopbackNetwork):
         profile: Profile,
         ring: GlooRing,
         host_of: dict[str, str],
-        contention: Contention,
     ) -> None:
-        super().__init__(env, cluster, profile, ring, list(host_of), contention)
+        super().__init__(env, cluster, profile, ring, list(host_of))
         self.host_of = host_of
 
     def transfer(
@@ -90,9 +88,7 @@ class NetnsPlatform(LocalPlatform):
         )
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
-        return NetnsNetwork(
-            env, self.cluster, self.profile, self.ring, self.host_of, self.contention
-        )
+        return NetnsNetwork(env, self.cluster, self.profile, self.ring, self.host_of)
 
     def host(self, role: Role) -> str:
         return self.host_of[role.name]

@@ -28,7 +28,8 @@ import simpy
 from pslab.algorithms.base import REGISTRY, Plan, Role, server_name
 from pslab.distributions import role_rng
 from pslab.profile import Profile
-from pslab.stream_costs import Contention, contention, rpc_ramp_s, stream_end
+from pslab.stream_costs import rpc_ramp_s, stream_end
+from sim.costs import UpdateCost
 from sim.network import FlowNetwork
 from sim.topology import Cluster
 
@@ -39,7 +40,7 @@ class NominalPlatform:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.registry_host = cluster.registry_host
-        self.worker_update_s_per_byte: float | None = None
+        self.worker_update: UpdateCost | None = None
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
         net = FlowNetwork(env, self.cluster)
@@ -152,14 +153,10 @@ class LoopbackNetwork(FlowNetwork):
         profile: Profile,
         ring: GlooRing,
         processes: list[str],
-        contention: Contention | None = None,
     ) -> None:
-        """``contention``: how much more a transfer's ends cost with this run's processes
-        all at work than one client at a time (:mod:`pslab.stream_costs`)."""
         super().__init__(env, cluster)
         self.profile = profile
         self.ring = ring
-        self.contention = contention or Contention()
         self.warmth = Warmth(env)
         self.rpc_ramp_s = rpc_ramp_s(profile)
         self.add_resource(MACHINE, profile.effective_cores or profile.machine.cores)
@@ -196,12 +193,8 @@ class LoopbackNetwork(FlowNetwork):
             ramp = self.rpc_ramp_s
             ends = []
             for vertex, sending in ((src, True), (dst, False)):
-                server = _is_server(vertex)
-                cost = stream_end(p, nbytes, sending, server)
-                f = self.contention.server if server else self.contention.client
-                ends.append(
-                    self.cold_work(vertex, "rpc", f * cost.hot_s, f * cost.cold_extra_s, ramp)
-                )
+                cost = stream_end(p, nbytes, sending, _is_server(vertex))
+                ends.append(self.cold_work(vertex, "rpc", cost.hot_s, cost.cold_extra_s, ramp))
             send, recv = ends
             wait = p.rpc_overhead_s
         return send, recv, wait
@@ -243,7 +236,7 @@ class LocalPlatform:
         hot, cold = profile.compute_s.get(key, 0.0), profile.compute_cold_s.get(key, 0.0)
         self.compute_cold_extra = max(cold - hot, 0.0) if hot and cold else 0.0
         self.compute_ramp_s = profile.compute_cold_ramp_s.get(key, profile.cold_ramp_s)
-        self.worker_update_s_per_byte = profile.worker_update_s_per_byte
+        self.worker_update = UpdateCost(profile.worker_update_s, profile.worker_update_s_per_byte)
         self._jitter = {
             r.name: role_rng(plan.scenario.run.seed, f"{r.name}:sleep") for r in plan.roles
         }
@@ -251,9 +244,6 @@ class LocalPlatform:
         g = nx.Graph()
         g.add_node("localhost", kind="host", cores=profile.machine.cores)
         self.ring = gloo_ring(plan, profile)
-        shards = plan.server.shards if plan.server else 1
-        clients = len(names) - (shards if plan.server else 0)
-        self.contention = contention(profile, clients, plan.model.nbytes / shards)
         for name in names:  # two processes' path: one ring step's wait
             g.add_node(name, kind="host", cores=1)
             latency = self.ring.step_wait_s / 2
@@ -271,9 +261,7 @@ class LocalPlatform:
         self.registry_host = REGISTRY
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
-        return LoopbackNetwork(
-            env, self.cluster, self.profile, self.ring, self.processes, self.contention
-        )
+        return LoopbackNetwork(env, self.cluster, self.profile, self.ring, self.processes)
 
     def endpoint(self, role: Role) -> str:
         return role.name

@@ -112,3 +112,16 @@ def test_a_stream_entered_idle_pays_its_cold_cost_per_byte(root) -> None:
     assert ops["pull"] == pytest.approx(nbytes * 1e-9, rel=1e-5)
     free = _ops("async_ps_emulated.yaml", _profile(rpc_cold_ramp_s=1 * MS), *one)
     assert free["push"] < 1e-6 and free["pull"] < 1e-6
+
+
+def test_a_workers_update_pays_its_fixed_and_its_per_byte_cost(root) -> None:
+    """Calibrated with the caches swept (grpc_ps.calibrate.measure_worker_update): one
+    worker alone, so the update's span is its CPU."""
+    one = ("topology.workers_per_node=1", "workload.model.params=1M", "run.iterations=6")
+    fixed, per_byte = 0.2 * MS, 1e-9
+    ops = _ops(
+        "local_sgd_emulated.yaml",
+        _profile(worker_update_s=fixed, worker_update_s_per_byte=per_byte),
+        *one,
+    )
+    assert ops["update"] == pytest.approx(fixed + 4e6 * per_byte, rel=1e-9)
