@@ -44,7 +44,7 @@ class ProfileError(ScenarioError):
     """A calibration profile that cannot be read: a user's input, reported like a scenario's."""
 
 
-PROFILE_FORMAT = 9  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 10  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 class Profile(BaseModel):
