@@ -117,8 +117,8 @@ class LoadSampler:
                 windows.append((0.0, 0.0, 0.0))
             w = windows[-1]
             windows[-1] = (w[0] + dt, w[1] + d_other, w[2] + d_own)
-        if span <= 0:
-            return {"other_cores": 0.0, "own_cores": 0.0, "seconds": 0.0, "unsteady": False}
+        if span <= 0:  # no two samples in the window (a run shorter than a sample or two)
+            return {}  # no figure: the prediction keeps the calibration's free cores
         per_window = [w[1] * TICK_S / w[0] for w in windows if w[0] >= WINDOW_S / 2]
         spread = (max(per_window) - min(per_window)) if len(per_window) > 1 else 0.0
         return {

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a process a test will Ctrl-C or hang up on: SIGINT and SIGHUP as a
+    terminal's shell gives them. A suite started in the background (``cmd &``, ``nohup``)
+    ignores both, children inherit that, and the launcher rightly keeps an ignored signal
+    ignored, so the test would measure how the suite was started, not pslab."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 @pytest.fixture

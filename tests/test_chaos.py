@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import as_from_a_terminal
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +97,12 @@ class _Run:
         cmd = [sys.executable, "-m", "pslab_cli.main", "launch", str(root / "chaos.yaml")]
         with (root / "launcher.log").open("w") as log:
             self.launcher = subprocess.Popen(
-                [*cmd, "-o", str(self.out)], stdout=log, stderr=log, env=env, start_new_session=True
+                [*cmd, "-o", str(self.out)],
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+                preexec_fn=as_from_a_terminal,
             )
         self.gone_s: float | None = None
 

@@ -109,3 +109,9 @@ def test_the_steady_window_starts_when_the_last_worker_is_in_its_counted_iterati
     late = [it("worker-1", i, 1 + i, 2 + i) for i in range(5)]
     assert steady_window(spans[:5] + late, 1, 5) == (2.0, 4.0)
     assert steady_window([], 1, 5) is None
+
+
+def test_a_window_too_short_for_two_samples_gives_no_figure() -> None:
+    """No figure rather than zeros: compare then keeps the calibration's free cores, and
+    its notes do not report a load nobody measured."""
+    assert _sampler([]).summary() == {}

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import needs_netns
+from conftest import as_from_a_terminal, needs_netns
 
 from grpc_ps import netns, netns_launch
 from grpc_ps.launch import Launcher, LaunchError, launch
@@ -247,6 +247,7 @@ def _start_cli(root: Any) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
     prefix = f"pslab-{proc.pid}-"
     deadline = time.monotonic() + 60
