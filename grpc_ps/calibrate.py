@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -33,6 +32,7 @@ from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
 from pslab import rules
 from pslab.profile import PROFILE_FORMAT, Machine, Profile, ProfileError
 from pslab.scenario import Scenario
+from pslab.torch_threads import one_torch_thread
 
 STALE_AFTER_S = 7 * 24 * 3600
 DEFAULT_BYTES = 8 << 20
@@ -116,17 +116,6 @@ def measure_free_cores(cores: int, seconds: float = 0.5) -> float:
         return min(float(sum(pool.map(_spin, [seconds] * cores))), float(cores))
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Time torch as a launched worker runs it: one thread (the launcher's OMP_NUM_THREADS)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 EVICT_BYTES = 64 << 20  # more than this machine's caches: what other processes leave behind
 UPDATE_REPEATS = 10
 
@@ -153,7 +142,7 @@ def measure_worker_update(nbytes: int) -> tuple[float, float]:
             times.append(time.perf_counter() - t0)
         return float(np.median(times))
 
-    with _one_torch_thread():
+    with one_torch_thread():
         tiny, n = 1024, max(nbytes // 4, 2048)
         fixed, big = cold_step(tiny), cold_step(n)
     per_byte = max(big - fixed, 0.0) / (4 * (n - tiny))
@@ -173,7 +162,7 @@ def measure_compute(model: str, batch: int) -> tuple[float, float, float]:
     """Forward+backward seconds per batch back to back and after idling (one torch thread,
     as a launched worker runs it), and the idle gap over which it goes from one to the
     other."""
-    with _one_torch_thread():
+    with one_torch_thread():
         costs = costs_after_gaps(_forward_backward(model, batch))
     return float(costs[0]), float(costs[-1]), ramp(costs)
 
@@ -187,7 +176,7 @@ def measure_cold_ramp() -> float:
         for _ in range(20):
             y = torch.relu(y @ a)
 
-    with _one_torch_thread():
+    with one_torch_thread():
         return ramp(costs_after_gaps(work))
 
 

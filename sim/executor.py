@@ -14,7 +14,7 @@ import gc
 import time
 from collections import defaultdict
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from pslab.driver import drive
 from pslab.metrics import compute_metrics
 from pslab.rounds import LeaderRounds, Publications
 from pslab.scenario import Scenario
+from pslab.torch_threads import one_torch_thread
 from pslab.trace import SpanRecord, Trace
 from sim.collectives import CollectiveOps, Kind, Rendezvous
 from sim.costs import Costs
@@ -87,23 +88,6 @@ def _numerics(plan: Plan, shards: list[tuple[int, int]]) -> Numerics:
     from sim.numerics import Numerics
 
     return Numerics(plan, shards)
-
-
-@contextmanager
-def _one_torch_thread(active: bool) -> Iterator[None]:
-    """Numerics runs train tiny models: torch's thread pool only adds contention (runs on a
-    loaded 2-core machine swung from 1 s to 25 s with it)."""
-    if not active:
-        yield
-        return
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class SimExecutor(ServerOps, CollectiveOps):
@@ -175,7 +159,7 @@ class SimExecutor(ServerOps, CollectiveOps):
         wall0 = time.perf_counter()
         for role in self.plan.roles:
             self.env.process(self._drive(role))
-        with _gc_paused(), _one_torch_thread(self.numerics is not None):
+        with _gc_paused(), one_torch_thread() if self.numerics is not None else nullcontext():
             self.env.run()
         wall = time.perf_counter() - wall0
         elapsed = self.env.now
