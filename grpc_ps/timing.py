@@ -39,14 +39,11 @@ def costs_after_gaps(fn: Callable[[int], object], rounds: int = 30) -> np.ndarra
     which moved the real-compute predictions by up to 20 %."""
     per_call(fn, range(20))
     seconds: list[list[float]] = [[] for _ in RAMP_GAPS_S]
-    calls = iter(range(rounds * len(RAMP_GAPS_S)))
+    call = 0
     for _ in range(rounds):
         for after, gap in zip(seconds, RAMP_GAPS_S, strict=True):
-            if gap:
-                time.sleep(gap)
-            t0 = time.perf_counter()
-            fn(next(calls))
-            after.append(time.perf_counter() - t0)
+            after.append(per_call(fn, range(call, call + 1), gap))  # one call, after its gap
+            call += 1
     return np.array([np.median(s) for s in seconds])
 
 

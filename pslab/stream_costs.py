@@ -12,21 +12,11 @@ from pslab.profile import Profile
 
 @dataclass(frozen=True)
 class EndCost:
-    """An end's CPU for one transfer back to back, and what an idle gap before it adds."""
+    """An end's CPU for one transfer back to back, and what it adds entered fully cold (the
+    simulator's ``Warmth`` charges that extra over the RPC's ramp)."""
 
     hot_s: float
     cold_extra_s: float
-
-    def after(self, gap_s: float, ramp_s: float) -> float:
-        """The CPU after ``gap_s`` idle: the cold extra grows linearly over the ramp."""
-        return self.hot_s + self.cold_extra_s * cold_share(gap_s, ramp_s)
-
-
-def cold_share(gap_s: float, ramp_s: float) -> float:
-    """How much of an op's cold extra an idle gap of ``gap_s`` brings back."""
-    if ramp_s <= 0:
-        return 0.0
-    return min(max(gap_s, 0.0) / ramp_s, 1.0)
 
 
 def rpc_ramp_s(profile: Profile) -> float:
