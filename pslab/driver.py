@@ -54,46 +54,50 @@ def drive(
     background and return what ``join`` waits on. ``join(spawned)``: wait for all of
     them; their results, in order. ``on_iteration``: called at every iteration mark.
 
-    The span of an op is inlined rather than a helper's: the simulator resumes this loop
-    on every event of every op, and a generator frame less per resume is measurable.
+    The span of an op is inlined rather than a helper's, and recorded by one call to
+    ``Trace.record`` with its fields: the simulator runs this loop on every op of every
+    role, and a call or a frame less per op is measurable.
     """
     marks = IterationMarks(trace, role, host)
     record = trace.record
 
-    def span(op: ops.Op, name: str, cat: str, start: float, nbytes: int, blocking: bool) -> None:
-        """An op's span, ended now: the trace's fields in order, without a SpanRecord."""
-        on_behalf = getattr(op, "on_behalf", ())
-        record(role, host, name, cat, start, clock.now, op.iteration, nbytes, blocking, on_behalf)
+    # Per op type: its handler (None for the driver's own ops), span name, category, and
+    # whether its ops say on whose behalf they run (only then is the field read).
+    kinds: dict[type, tuple[Handler | None, str, str, bool]] = {}
 
-    kinds: dict[type, tuple[Handler | None, str, str]] = {}
-
-    def kind(op: ops.Op) -> tuple[Handler | None, str, str]:
+    def kind(op: ops.Op) -> tuple[Handler | None, str, str, bool]:
         own = _OWN.get(type(op))
+        behalf = hasattr(op, "on_behalf")
         found = kinds[type(op)] = (
-            (None, own, op.cat.value) if own else (handler(op.name), op.name, op.cat.value)
+            (None, own, op.cat.value, behalf)
+            if own
+            else (handler(op.name), op.name, op.cat.value, behalf)
         )
         return found
 
     def background(op: ops.Op) -> Run:
         """A started op: the same span as a blocking one, marked as not blocking."""
-        run, name, cat = kinds.get(type(op)) or kind(op)
+        run, name, cat, behalf = kinds.get(type(op)) or kind(op)
         assert run is not None, f"{name} cannot be started in the background"
         start = clock.now
         result, nbytes = yield from run(op)
-        span(op, name, cat, start, nbytes, False)
+        on_behalf = op.on_behalf if behalf else ()  # type: ignore[attr-defined]
+        record(role, host, name, cat, start, clock.now, op.iteration, nbytes, False, on_behalf)
         return result
 
     result: Any = None
+    send = program.send
     while True:
         try:
-            op = program.send(result)
+            op = send(result)
         except StopIteration:
             break
-        run, name, cat = kinds.get(type(op)) or kind(op)
+        run, name, cat, behalf = kinds.get(type(op)) or kind(op)
         if run is not None:
             start = clock.now
             result, nbytes = yield from run(op)
-            span(op, name, cat, start, nbytes, True)
+            on_behalf = op.on_behalf if behalf else ()  # type: ignore[attr-defined]
+            record(role, host, name, cat, start, clock.now, op.iteration, nbytes, True, on_behalf)
         elif name == "iteration":
             marks.mark(op.iteration, clock.now)
             if on_iteration is not None:
@@ -107,7 +111,8 @@ def drive(
             handles: tuple[Handle, ...] = op.handles  # type: ignore[attr-defined]
             start = clock.now
             result = yield from join([h[0] for h in handles])
-            span(op, "wait", wait_category({h[1] for h in handles}), start, 0, True)
+            cat = wait_category({h[1] for h in handles})
+            record(role, host, "wait", cat, start, clock.now, op.iteration, 0, True, ())
     marks.close(clock.now)
 
 

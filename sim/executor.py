@@ -64,15 +64,27 @@ def _gc_paused() -> Iterator[None]:
 
 
 class CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts processed events (for the benchmark's events/s)."""
+    """A SimPy environment that counts processed events (for the benchmark's events/s).
+
+    It counts in ``run``'s own loop rather than in an overridden ``step``: a run
+    processes millions of events, and a Python frame less per event is measurable.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.events_processed = 0
 
-    def step(self) -> None:
-        super().step()  # raises EmptySchedule once nothing is left: that is no event
-        self.events_processed += 1
+    def run(self, until: simpy.core.SimTime | simpy.Event | None = None) -> Any:
+        """Run to the end, counting events; with ``until``, SimPy's own loop (uncounted)."""
+        if until is not None:
+            return super().run(until)
+        step = self.step
+        try:
+            while True:
+                step()  # raises EmptySchedule once nothing is left: that is no event
+                self.events_processed += 1
+        except simpy.core.EmptySchedule:
+            return None
 
 
 @dataclass

@@ -50,10 +50,16 @@ class Pool:
         self.v0 = self.clock(now)
         self.t0 = now
 
-    def join(self, flow: Any, amount: float, seq: int, now: float) -> None:
-        self.v0 = v = self.v0 + self.rate * (now - self.t0)  # advance, inlined: once per start
+    def join(self, flow: Any, amount: float, seq: int, now: float) -> float:
+        """Add ``flow`` with ``amount`` to go and re-rate; returns the next finish, as
+        ``rerate`` does (both inlined: this runs once per start)."""
+        self.v0 = v = self.v0 + self.rate * (now - self.t0)
         self.t0 = now
-        heapq.heappush(self.heap, (v + amount, seq, flow))
+        heap = self.heap
+        heapq.heappush(heap, (v + amount, seq, flow))
+        self.version += 1
+        self.rate = rate = min(self.cap, self.capacity / len(heap))
+        return now + (heap[0][0] - v) / rate
 
     def rerate(self) -> float:
         """The equal share for the current membership, min(cap, capacity / n); returns

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import simpy
-from simpy.core import StopSimulation
 from simpy.events import NORMAL, PENDING, EventPriority
 
 # Settle after every NORMAL event of the same instant, so a whole instant's
@@ -90,17 +89,3 @@ class Flow(simpy.Event):
         self.callbacks = None  # as Environment.step does: processed
         for callback in callbacks:
             callback(self)
-
-
-def arrive(flows: list[Flow]) -> Flow | None:
-    """Schedule the arrival of every flow but the first zero-latency one, which is
-    returned for ``Flow.arrive_now`` (None: there is none, or it must stay an event)."""
-    first, looked = None, False
-    for flow in flows:
-        if not looked and not flow.latency:  # the first one without latency, and only it
-            looked = True
-            if StopSimulation.callback not in flow.callbacks:
-                first = flow
-                continue
-        flow.arrive()
-    return first

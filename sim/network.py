@@ -48,9 +48,10 @@ from typing import Any
 
 import numpy as np
 import simpy
+from simpy.core import StopSimulation
 
 from sim.fair_share import Pool
-from sim.flow_events import Flow, Late, arrive
+from sim.flow_events import Flow, Late
 from sim.max_min import Filling
 from sim.topology import Cluster
 
@@ -307,8 +308,13 @@ class FlowNetwork:
                 return False
         for r in route:
             owner[r] = pool
-        pool.join(flow, flow.amount, next(self._seq), now)
-        if self._rerate(pool, now) < self._wake_at:
+        seq = self._seq
+        at = pool.join(flow, flow.amount, next(seq), now)
+        heapq.heappush(self._pool_wakes, (at, next(seq), pool.version, pool))  # as _rerate
+        if now != self._recomputed_at:
+            self._recomputed_at = now
+            self.recomputes += 1
+        if at < self._wake_at:
             self._arm()
         return True
 
@@ -393,7 +399,17 @@ class FlowNetwork:
             if filled:
                 done_flows += filled
                 self._request_settle()
-        first = arrive(done_flows)
+        # Every flow's arrival is scheduled but the first zero-latency one's, processed
+        # last, here (see ``Flow.arrive_now``): not for ``env.run(until=flow)``, whose
+        # stop needs the event in the queue.
+        first, looked = None, False
+        for flow in done_flows:
+            if not looked and not flow.latency:  # the first one without latency, and only it
+                looked = True
+                if StopSimulation.callback not in flow.callbacks:
+                    first = flow
+                    continue
+            flow.arrive()
         self._arm()
         if first is not None:
             first.arrive_now()
