@@ -29,7 +29,7 @@ from pslab.results import read_metrics, write_results, write_text_atomic
 from pslab.scenario import Scenario, ScenarioError, dump_scenario, load_scenario
 from pslab.topology import lay_out
 from pslab.trace import Trace, load_spans, write_json_atomic
-from sim.run import emulated_scenario, simulate_emulated
+from sim.run import simulate_emulated
 
 
 class Run(Protocol):
@@ -61,8 +61,9 @@ def with_run_load(profile: Profile, measured: dict[str, Any]) -> Profile:
 
 def record_inputs(out_dir: Path, simulated: Scenario, profile: Profile) -> None:
     """What a prediction is a function of, so ``--replay`` can make it again: the
-    scenario as simulated (machine figures already in it), the profile with the run's
-    free cores, and which pslab made it."""
+    scenario as simulated (laid out: a graph's workers are its hosts'), the profile
+    with the run's free cores (every machine figure the simulator uses comes from it,
+    through the platform), and which pslab made it."""
     d = out_dir / REPLAY
     d.mkdir(parents=True, exist_ok=True)
     write_text_atomic(d / "scenario.yaml", dump_scenario(simulated))
@@ -116,10 +117,9 @@ def compare(
         predicted, p_trace = _load_run(sim_dir)
     else:
         profile = with_run_load(profile, measured)
-        simulated = emulated_scenario(scenario, profile)
-        record_inputs(out_dir, simulated, profile)
-        predicted, p_trace = predict(simulated, profile)
-        write_results(out_dir / "sim", simulated, predicted, p_trace)
+        record_inputs(out_dir, scenario, profile)
+        predicted, p_trace = predict(scenario, profile)
+        write_results(out_dir / "sim", scenario, predicted, p_trace)
     return _report(scenario, out_dir, predicted, p_trace, measured, m_trace, runs)
 
 

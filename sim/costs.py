@@ -22,6 +22,18 @@ class UpdateCost(NamedTuple):
     per_byte_s: float
 
 
+class MachineCosts(NamedTuple):
+    """What a measured machine's work takes, where it replaces the scenario's nominal
+    figures: the one way a calibration's numbers reach the simulator's durations.
+
+    ``compute_s``: a real (torch) step as measured, or None where compute is the
+    scenario's (emulated compute sleeps exactly that)."""
+
+    compute_s: float | None
+    server_update_s_per_byte: float
+    worker_update: UpdateCost
+
+
 class Costs:
     """Durations of compute, loading, updates and smoothing for one scenario."""
 
@@ -30,12 +42,13 @@ class Costs:
         scenario: Scenario,
         layers: list[int],
         bytes_per_param: int,
-        worker_update: UpdateCost | None = None,
+        machine: MachineCosts | None = None,
     ) -> None:
-        """``worker_update``: a worker's local update cost where it was measured (the
-        emulator's torch update); otherwise the server's rate is used for both."""
+        """``machine``: the figures of the machine a run is predicted on (the emulator's);
+        without it, the scenario's nominal cluster, where a worker's update runs at
+        the server's rate."""
         self.workload = scenario.workload
-        self.worker_update_cost = worker_update
+        self.machine = machine
         self.layers = layers
         self.bytes_per_param = bytes_per_param
         self.smooth_s = (
@@ -45,6 +58,8 @@ class Costs:
         )
 
     def compute(self, rng: np.random.Generator, fraction: float) -> float:
+        if self.machine is not None and self.machine.compute_s is not None:
+            return self.machine.compute_s * fraction
         return draw(self.workload.compute_time, rng) * fraction
 
     def io(self, rng: np.random.Generator) -> float:
@@ -52,10 +67,12 @@ class Costs:
 
     def update(self, nbytes: int) -> float:
         """CPU time to apply an update of ``nbytes`` (a few passes over memory)."""
+        if self.machine is not None:
+            return nbytes * self.machine.server_update_s_per_byte
         return nbytes / self.workload.server_update_bandwidth
 
     def worker_update(self, nbytes: int) -> float:
-        cost = self.worker_update_cost
-        if cost is not None:
+        if self.machine is not None:
+            cost = self.machine.worker_update
             return cost.fixed_s + nbytes * cost.per_byte_s
         return self.update(nbytes)

@@ -123,7 +123,7 @@ class SimExecutor(ServerOps, CollectiveOps):
         self.bpp = model.bytes_per_param
         self.model_bytes = model.nbytes
         self.costs = Costs(
-            scenario, model.layers or [model.params], self.bpp, platform.worker_update
+            scenario, model.layers or [model.params], self.bpp, platform.machine_costs
         )
         self.trace = Trace("sim", meta={"scenario": scenario.name})
         self.n_workers = len(plan.workers)

@@ -29,7 +29,7 @@ from pslab.algorithms.base import REGISTRY, Plan, Role, server_name
 from pslab.distributions import role_rng
 from pslab.profile import Profile
 from pslab.stream_costs import rpc_ramp_s, stream_end
-from sim.costs import UpdateCost
+from sim.costs import MachineCosts, UpdateCost
 from sim.network import FlowNetwork
 from sim.topology import Cluster
 
@@ -40,7 +40,7 @@ class NominalPlatform:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.registry_host = cluster.registry_host
-        self.worker_update: UpdateCost | None = None
+        self.machine_costs: MachineCosts | None = None  # the scenario's workload prices work
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
         net = FlowNetwork(env, self.cluster)
@@ -236,7 +236,11 @@ class LocalPlatform:
         hot, cold = profile.compute_s.get(key, 0.0), profile.compute_cold_s.get(key, 0.0)
         self.compute_cold_extra = max(cold - hot, 0.0) if hot and cold else 0.0
         self.compute_ramp_s = profile.compute_cold_ramp_s.get(key, profile.cold_ramp_s)
-        self.worker_update = UpdateCost(profile.worker_update_s, profile.worker_update_s_per_byte)
+        self.machine_costs = MachineCosts(
+            compute_s=None if emulated_compute else profile.compute_s[key],
+            server_update_s_per_byte=profile.update_s_per_byte,
+            worker_update=UpdateCost(profile.worker_update_s, profile.worker_update_s_per_byte),
+        )
         self._jitter = {
             r.name: role_rng(plan.scenario.run.seed, f"{r.name}:sleep") for r in plan.roles
         }

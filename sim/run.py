@@ -36,18 +36,6 @@ def simulate(
     return executor.run()
 
 
-def emulated_scenario(scenario: Scenario, profile: Profile) -> Scenario:
-    """The scenario as the emulator runs it here: real compute and server updates take
-    what this machine measured, not what the scenario says of its nominal cluster."""
-    data = scenario.model_dump(mode="json")
-    emu = scenario.emulation
-    if emu.compute == "real":
-        key = profile.compute_key(emu.model, scenario.workload.batch_size)
-        data["workload"]["compute_time"] = profile.compute_s[key]
-    data["workload"]["server_update_bandwidth"] = 1.0 / max(profile.update_s_per_byte, 1e-15)
-    return Scenario.model_validate(data)
-
-
 PHASES = 8
 
 
@@ -66,8 +54,8 @@ def simulate_emulated(scenario: Scenario, profile: Profile, phases: int = PHASES
     (``iteration_time_s_phases``: min, max) and the mean op times
     (``op_time_s``) over the runs; the trace is the first run's.
     """
-    local = emulated_scenario(lay_out(scenario)[0], profile)
-    emulated = local.emulation.compute != "real"
+    local = lay_out(scenario)[0]
+    emulated = local.emulation.compute != "real"  # the platform prices a real step
 
     on = NetnsPlatform if local.emulation.network == "netns" else LocalPlatform
 

@@ -17,7 +17,7 @@ from grpc_ps.launch import launch
 from grpc_ps.load import TICK_S, LoadSampler, _Sample, free_cores
 from pslab.scenario import load_scenario
 from pslab_cli.comparing import with_run_load
-from sim.run import emulated_scenario, simulate_emulated
+from sim.run import simulate_emulated
 
 
 def _sampler(samples: list[_Sample]) -> LoadSampler:
@@ -86,7 +86,7 @@ def test_a_cpu_burner_beside_the_run_is_seen_and_slows_the_prediction(root) -> N
 
     def predicted(measured: dict) -> float:
         p = with_run_load(profile, measured)
-        return simulate_emulated(emulated_scenario(scenario, p), p).metrics["iteration_time_s"]
+        return simulate_emulated(scenario, p).metrics["iteration_time_s"]
 
     assert predicted(loaded) > predicted(quiet)
 
