@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import simpy
-from simpy.events import NORMAL, PENDING
 
 from pslab import ops
 from pslab.algorithm_config import CollectiveAlgo
@@ -65,12 +64,13 @@ class CollectiveOps:
         return self.model_bytes if span is None else (span[1] - span[0]) * self.bpp
 
     def _succeed_in(self, event: simpy.Event, delay: float) -> None:
-        """Succeed ``event`` ``delay`` seconds from now, as a Timeout would: one event, not two."""
-        if event._value is not PENDING:
-            raise RuntimeError(f"{event} has already been triggered")
-        event._ok = True
-        event._value = None
-        self.env.schedule(event, NORMAL, delay)
+        """Succeed ``event`` ``delay`` seconds from now, through SimPy's public API only: at
+        once, or when a timeout of that delay is processed. That costs one event more per
+        collective call (not per member); ``succeed`` raises if ``event`` was triggered."""
+        if delay <= 0:
+            event.succeed()
+            return
+        self.env.timeout(delay).callbacks.append(lambda _timeout: event.succeed())
 
     @staticmethod
     def _when_all(events: list[simpy.Event], then: Callable[[], Any]) -> None:
