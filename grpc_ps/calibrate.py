@@ -28,9 +28,10 @@ from grpc_ps.probes import (
     measure_rpc,
 )
 from grpc_ps.server import result_finite
+from grpc_ps.speed_probe import mean_speed, measure_speed
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
 from pslab import rules
-from pslab.profile import PROFILE_FORMAT, Machine, Profile, ProfileError
+from pslab.profile import DICT_FIGURES, PROFILE_FORMAT, Machine, Profile, ProfileError
 from pslab.scenario import Scenario
 from pslab.torch_threads import one_torch_thread
 
@@ -189,8 +190,10 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
 
         nbytes = min(max(resolve_model(scenario.workload).nbytes, 1 << 20), 64 << 20)
     step("sleep", 0.0)
+    speeds = [measure_speed()]  # through the calibration: its figures are at their mean
     overshoot, jitter = measure_sleep()
     figures = measure_rpc(nbytes, measure_update(nbytes), step)
+    speeds.append(measure_speed())
     step("gloo all-reduce", 0.7)
     gloo = measure_allreduce(nbytes)
     step("cold ops", 0.72)
@@ -199,6 +202,7 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
     update_s, update_s_per_byte = measure_worker_update(nbytes)
     step("free cores", 0.81)
     free = measure_free_cores(machine().cores)
+    speeds.append(measure_speed())
     profile = Profile(
         format=PROFILE_FORMAT,
         machine=machine(),
@@ -209,6 +213,7 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         worker_update_s=update_s,
         worker_update_s_per_byte=update_s_per_byte,
         cold_ramp_s=ramp,
+        speed=mean_speed(speeds),
         **gloo,
         **figures,
     )
@@ -220,29 +225,42 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
 
 def with_scenario(profile: Profile, scenario: Scenario, step: Step | None = None) -> Profile:
     """The profile, plus what this scenario's run costs that a machine-wide one cannot say:
-    its model's compute if it trains for real, its gloo group's all-reduce."""
+    its model's compute if it trains for real, its gloo group's all-reduce. Measured now,
+    at the speed of now: they join the profile re-expressed at its own."""
     from pslab.algorithms import build_plan
 
-    update: dict[str, dict] = {}
+    new: dict[str, dict[str, float]] = {}  # figure -> the entries measured here
     emu = scenario.emulation
     key = profile.compute_key(emu.model, scenario.workload.batch_size)
-    if emu.compute == "real" and key not in profile.compute_cold_ramp_s:
-        if step:
-            step(f"compute {key}", 0.8)
-        hot, cold, ramp = measure_compute(emu.model, scenario.workload.batch_size)
-        update["compute_s"] = {**profile.compute_s, key: hot}
-        update["compute_cold_s"] = {**profile.compute_cold_s, key: cold}
-        update["compute_cold_ramp_s"] = {**profile.compute_cold_ramp_s, key: ramp}
     plan = build_plan(scenario)
     world = len(plan.collective_world)
     ring = profile.allreduce_key(world, plan.model.nbytes)
-    if world > 1 and not (ring in profile.allreduce_s and ring in profile.allreduce_cpu_s):
+    needs_compute = emu.compute == "real" and key not in profile.compute_cold_ramp_s
+    needs_ring = world > 1 and not (ring in profile.allreduce_s and ring in profile.allreduce_cpu_s)
+    if not (needs_compute or needs_ring):
+        return profile
+    now = measure_speed() if profile.speed is not None else None
+    if needs_compute:
+        if step:
+            step(f"compute {key}", 0.8)
+        hot, cold, ramp = measure_compute(emu.model, scenario.workload.batch_size)
+        new.update(
+            compute_s={key: hot}, compute_cold_s={key: cold}, compute_cold_ramp_s={key: ramp}
+        )
+    if needs_ring:
         if step:
             step(f"gloo all-reduce among {world}", 0.9)
         seconds, cpu = measure_allreduce_at(world, plan.model.nbytes)
-        update["allreduce_s"] = {**profile.allreduce_s, ring: seconds}
-        update["allreduce_cpu_s"] = {**profile.allreduce_cpu_s, ring: cpu}
-    return profile.model_copy(update=update) if update else profile
+        new.update(allreduce_s={ring: seconds}, allreduce_cpu_s={ring: cpu})
+    own = profile.speed
+    if own is not None and now is not None and not own.low <= now.loops_per_cpu_s <= own.high:
+        # measured at another speed than the profile's: the new entries alone, rescaled
+        only_new = {name: new.get(name, {}) for name in DICT_FIGURES}
+        fresh = profile.model_copy(update={**only_new, "speed": now}).at_speed(own)
+        new = {name: getattr(fresh, name) for name in new}
+    return profile.model_copy(
+        update={name: {**getattr(profile, name), **entries} for name, entries in new.items()}
+    )
 
 
 def _cached(path: Path) -> Profile | None:

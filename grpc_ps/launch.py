@@ -42,8 +42,10 @@ from grpc_ps.lifeline import (
 )
 from grpc_ps.load import LoadSampler, steady_window
 from grpc_ps.measured import run_metrics
+from grpc_ps.speed_probe import measure_speed, speed_record
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, server_name
+from pslab.profile import Speed
 from pslab.results import write_results
 from pslab.scenario import Scenario, ScenarioError, dump_scenario
 from pslab.topology import lay_out
@@ -133,6 +135,7 @@ class Launcher:
         self.link_reads: tuple[dict[str, Any], dict[str, Any]] | None = None  # netns counters
         self.signals = InterruptGuard()  # SIGINT/SIGTERM/SIGHUP while running
         self.sampler: LoadSampler | None = None  # what other jobs took (grpc_ps.load)
+        self.speeds: list[Speed] = []
         self.t0_ns = 0  # the run's clock: spans are seconds since
 
     # ------------------------------------------------------------- processes
@@ -295,6 +298,7 @@ class Launcher:
             )
             endpoints.save(run_dir / "endpoints.json")
             counters = self.netns.counters() if self.netns is not None else None
+            self.speeds = [measure_speed()]  # the cores' speed, either side of the run
             wall0 = time.perf_counter()
             self.sampler = LoadSampler(lambda: [p.popen.pid for p in self.procs])
             with self.sampler:
@@ -304,6 +308,7 @@ class Launcher:
                     time.sleep(0.05)
             self._check_alive(fatal_only=True)
             wall = time.perf_counter() - wall0
+            self.speeds.append(measure_speed())
             for comm in (p for p in self.procs if p.name.startswith("comm-")):
                 comm.popen.wait(timeout=self.scenario.emulation.rpc_timeout)
                 self._check_alive(fatal_only=True)
@@ -356,6 +361,7 @@ class Launcher:
             # every role's CPU while all workers were in their counted iterations
             "cpu_time_s": load["own_cores"] * load["seconds"] if load else None,
             "cpu_time_by_process_s": load.pop("own_s_by_name", {}),
+            "machine_speed": speed_record(self.speeds),
         }
         links = netns_launch.links(self.link_reads, trace) if self.link_reads else None
         metrics, params = run_metrics(self.scenario, self.run_dir, trace, extra, links)

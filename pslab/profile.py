@@ -16,6 +16,17 @@ built on; a small RPC and a gloo all-reduce pay the same way. So each such
 cost has a *cold* figure beside its hot one, and a ramp says over how long an
 idle gap an op goes from hot to cold (measured on each op where it matters,
 ``cold_ramp_s`` for the rest).
+
+A virtual machine's cores do not keep one speed: what its host runs beside it
+moves how much work a CPU second buys. On the 2-core machine this was built on,
+with nothing else running in the VM, a reference loop ran 30-35 M iterations
+per CPU second for half an hour and 17.7-19.6 M in the next ten minutes, and an
+8-worker sync_ps run took 167-170 ms an iteration in the first stretch and
+190-228 ms in the second. So a profile records the speed it was measured at
+(:class:`Speed`, from probes through the calibration), a run records its own,
+and :meth:`Profile.at_speed` re-expresses every CPU figure at the run's, where
+the run's speed lies outside what the calibration's own probes spanned (inside
+it, the difference is the probe's noise, not the machine's).
 """
 
 from __future__ import annotations
@@ -44,7 +55,50 @@ class ProfileError(ScenarioError):
     """A calibration profile that cannot be read: a user's input, reported like a scenario's."""
 
 
-PROFILE_FORMAT = 10  # bumped when a cached profile would lack a field or measure an old mechanism
+class Speed(BaseModel):
+    """What one CPU second of this machine did over a stretch (``grpc_ps.speed_probe``):
+    interpreter loop iterations, as a mean over probes and their range."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loops_per_cpu_s: float = Field(gt=0, description="harmonic mean over the probes")
+    low: float = Field(gt=0, description="the slowest probe's")
+    high: float = Field(gt=0, description="the fastest probe's")
+
+
+# Figures that are a process's work on a core. What is not listed is not CPU work (a
+# sleep's overshoot, an idle gap's ramp, the cores free).
+CPU_FIGURES = (
+    "rpc_overhead_s",
+    "rpc_cpu_s",
+    "worker_update_s",
+    "allreduce_overhead_s",
+    "rpc_cold_cpu_s",
+    "allreduce_cold_cpu_s",
+    "compute_s",
+    "compute_cold_s",
+    "send_cpu_s_per_byte",
+    "recv_cpu_s_per_byte",
+    "server_send_cpu_s_per_byte",
+    "server_recv_cpu_s_per_byte",
+    "update_s_per_byte",
+    "worker_update_s_per_byte",
+    "allreduce_s_per_byte",
+    "send_cold_cpu_s_per_byte",
+    "recv_cold_cpu_s_per_byte",
+    "allreduce_s",
+    "allreduce_cpu_s",
+)
+# the figures kept per model or per ring (a dict of key -> value)
+DICT_FIGURES = (
+    "compute_s",
+    "compute_cold_s",
+    "compute_cold_ramp_s",
+    "allreduce_s",
+    "allreduce_cpu_s",
+)
+
+PROFILE_FORMAT = 11  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 class Profile(BaseModel):
@@ -110,12 +164,31 @@ class Profile(BaseModel):
     compute_cold_ramp_s: dict[str, float] = Field(
         default_factory=dict, description="that gap for a model's compute, same key"
     )
+    speed: Speed | None = Field(None, description="the machine's speed its CPU figures are at")
 
     def compute_key(self, model: str, batch: int) -> str:
         return f"{model}@{batch}"
 
     def allreduce_key(self, members: int, nbytes: int) -> str:
         return f"{members}x{nbytes}"
+
+    def at_speed(self, speed: Speed) -> Profile:
+        """The profile as it costs at ``speed``: every CPU figure rescaled where that speed
+        is outside the range of this profile's probes, and ``speed`` recorded either way.
+        A profile without a speed of its own is returned as it is."""
+        own = self.speed
+        if own is None:
+            return self
+        update: dict[str, object] = {"speed": speed}
+        if not own.low <= speed.loops_per_cpu_s <= own.high:
+            factor = own.loops_per_cpu_s / speed.loops_per_cpu_s
+            for name in CPU_FIGURES:
+                value = getattr(self, name)
+                if isinstance(value, dict):
+                    update[name] = {k: v * factor for k, v in value.items()}
+                else:
+                    update[name] = value * factor
+        return self.model_copy(update=update)
 
     def save(self, path: Path) -> None:
         write_text_atomic(Path(path), yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))

@@ -24,7 +24,7 @@ from grpc_ps.calibrate import profile_for
 from grpc_ps.load import free_cores
 from pslab import plots
 from pslab.compare import compare_metrics, compare_ops, op_durations
-from pslab.profile import Profile
+from pslab.profile import Profile, Speed
 from pslab.results import read_metrics, write_results, write_text_atomic
 from pslab.scenario import Scenario, ScenarioError, dump_scenario, load_scenario
 from pslab.topology import lay_out
@@ -49,14 +49,17 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], Trace]:
     return read_metrics(run_dir), load_spans(json.loads((run_dir / "trace.json").read_text()))
 
 
-def with_run_load(profile: Profile, measured: dict[str, Any]) -> Profile:
-    """The profile with the cores the measured run really had (what other jobs took from
-    the machine, sampled through the run); an older run without that figure keeps the
-    calibration's."""
-    load = measured.get("machine_load")
-    if not load:
-        return profile
-    return profile.model_copy(update={"effective_cores": free_cores(load, profile.machine.cores)})
+def with_run_machine(profile: Profile, measured: dict[str, Any]) -> Profile:
+    """The profile as the machine was during the measured run: the cores it had (what
+    other jobs took, sampled through the run) and the speed its cores ran at (probed
+    either side of it); a run without a figure keeps the calibration's."""
+    load, speed = measured.get("machine_load"), measured.get("machine_speed")
+    if load:
+        cores = free_cores(load, profile.machine.cores)
+        profile = profile.model_copy(update={"effective_cores": cores})
+    if speed:
+        profile = profile.at_speed(Speed.model_validate(speed))
+    return profile
 
 
 def record_inputs(out_dir: Path, simulated: Scenario, profile: Profile) -> None:
@@ -113,14 +116,18 @@ def compare(
         measured, m_trace = run.metrics, run.trace
     else:
         measured, m_trace = _load_run(measured_dir)
+    calibrated = None
     if sim_dir is not None:
         predicted, p_trace = _load_run(sim_dir)
     else:
-        profile = with_run_load(profile, measured)
+        calibrated = profile.speed
+        profile = with_run_machine(profile, measured)
         record_inputs(out_dir, scenario, profile)
         predicted, p_trace = predict(scenario, profile)
         write_results(out_dir / "sim", scenario, predicted, p_trace)
-    return _report(scenario, out_dir, predicted, p_trace, measured, m_trace, runs)
+    return _report(
+        scenario, out_dir, predicted, p_trace, measured, m_trace, runs, calibrated=calibrated
+    )
 
 
 def replay(run: Path, out_dir: Path) -> dict[str, Any]:
@@ -151,7 +158,9 @@ def _report(
     m_trace: Trace,
     runs: list[float],
     replayed: dict[str, Any] | None = None,
+    calibrated: Speed | None = None,
 ) -> dict[str, Any]:
+    """``calibrated``: the speed the profile was measured at, beside the run's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     run = scenario.run
     p_ops = predicted.get("op_time_s") or op_durations(p_trace, run.warmup, run.iterations)
@@ -165,6 +174,15 @@ def _report(
     load = measured.get("machine_load")
     if load:
         report["machine_load"] = load
+    speed = measured.get("machine_speed")
+    if speed:
+        report["machine_speed"] = speed
+        if calibrated is not None:
+            rate = speed["loops_per_cpu_s"]
+            report["speed_vs_calibration"] = {
+                "ratio": rate / calibrated.loops_per_cpu_s,
+                "rescaled": not calibrated.low <= rate <= calibrated.high,
+            }
     if predicted.get("cpu_time_s") and measured.get("cpu_time_s"):
         # where an error comes from: the CPU the model charged, or how it overlapped
         n = scenario.topology.n_workers
@@ -265,6 +283,14 @@ def report_notes(report: dict[str, Any]) -> list[str]:
         )
         if load["unsteady"]:
             notes.append("warning: the other jobs' share moved a lot during the run")
+    ratio = report.get("speed_vs_calibration")
+    if ratio:
+        how = (
+            "the CPU figures were rescaled"
+            if ratio["rescaled"]
+            else "within the calibration's own probes: kept as calibrated"
+        )
+        notes.append(f"a CPU second did {ratio['ratio']:.2f}x the calibration's work: {how}")
     cpu = report.get("cpu_s_per_worker_iteration")
     if cpu:
         notes.append(

@@ -16,7 +16,7 @@ from grpc_ps.calibrate import profile_for
 from grpc_ps.launch import launch
 from grpc_ps.load import TICK_S, LoadSampler, _Sample, free_cores
 from pslab.scenario import load_scenario
-from pslab_cli.comparing import with_run_load
+from pslab_cli.comparing import with_run_machine
 from sim.run import simulate_emulated
 
 
@@ -85,7 +85,7 @@ def test_a_cpu_burner_beside_the_run_is_seen_and_slows_the_prediction(root) -> N
     assert b["other_cores"] > q["other_cores"] + 0.3, (q, b)
 
     def predicted(measured: dict) -> float:
-        p = with_run_load(profile, measured)
+        p = with_run_machine(profile, measured)
         return simulate_emulated(scenario, p).metrics["iteration_time_s"]
 
     assert predicted(loaded) > predicted(quiet)
