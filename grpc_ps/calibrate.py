@@ -31,7 +31,7 @@ from grpc_ps.server import result_finite
 from grpc_ps.speed_probe import mean_speed, measure_speed
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
 from pslab import rules
-from pslab.profile import DICT_FIGURES, PROFILE_FORMAT, Machine, Profile, ProfileError
+from pslab.profile import CPU_FIGURES, PROFILE_FORMAT, Machine, Profile, ProfileError, scaled
 from pslab.scenario import Scenario
 from pslab.torch_threads import one_torch_thread
 
@@ -252,12 +252,9 @@ def with_scenario(profile: Profile, scenario: Scenario, step: Step | None = None
             step(f"gloo all-reduce among {world}", 0.9)
         seconds, cpu = measure_allreduce_at(world, plan.model.nbytes)
         new.update(allreduce_s={ring: seconds}, allreduce_cpu_s={ring: cpu})
-    own = profile.speed
-    if own is not None and now is not None and not own.low <= now.loops_per_cpu_s <= own.high:
-        # measured at another speed than the profile's: the new entries alone, rescaled
-        only_new = {name: new.get(name, {}) for name in DICT_FIGURES}
-        fresh = profile.model_copy(update={**only_new, "speed": now}).at_speed(own)
-        new = {name: getattr(fresh, name) for name in new}
+    if now is not None:  # measured at the speed of now: re-expressed at the profile's
+        factor = 1.0 / profile.slowdown_at(now)
+        new = {n: scaled(e, factor) if n in CPU_FIGURES else e for n, e in new.items()}
     return profile.model_copy(
         update={name: {**getattr(profile, name), **entries} for name, entries in new.items()}
     )

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -89,14 +90,16 @@ CPU_FIGURES = (
     "allreduce_s",
     "allreduce_cpu_s",
 )
-# the figures kept per model or per ring (a dict of key -> value)
-DICT_FIGURES = (
-    "compute_s",
-    "compute_cold_s",
-    "compute_cold_ramp_s",
-    "allreduce_s",
-    "allreduce_cpu_s",
-)
+
+Figure = TypeVar("Figure", float, dict[str, float])
+
+
+def scaled(value: Figure, factor: float) -> Figure:
+    """A CPU figure ``factor`` times as costly: a number, or each entry of a per-model one."""
+    if isinstance(value, dict):
+        return {k: v * factor for k, v in value.items()}
+    return value * factor
+
 
 PROFILE_FORMAT = 11  # bumped when a cached profile would lack a field or measure an old mechanism
 
@@ -172,22 +175,24 @@ class Profile(BaseModel):
     def allreduce_key(self, members: int, nbytes: int) -> str:
         return f"{members}x{nbytes}"
 
-    def at_speed(self, speed: Speed) -> Profile:
-        """The profile as it costs at ``speed``: every CPU figure rescaled where that speed
-        is outside the range of this profile's probes, and ``speed`` recorded either way.
-        A profile without a speed of its own is returned as it is."""
+    def slowdown_at(self, speed: Speed) -> float:
+        """How much more a CPU second of work costs at ``speed`` than in this profile: 1
+        where this profile has no speed or ``speed`` is inside the range of its probes
+        (there the difference is the probe's noise, not the machine's)."""
         own = self.speed
-        if own is None:
+        if own is None or own.low <= speed.loops_per_cpu_s <= own.high:
+            return 1.0
+        return own.loops_per_cpu_s / speed.loops_per_cpu_s
+
+    def at_speed(self, speed: Speed) -> Profile:
+        """The profile as it costs at ``speed`` (:meth:`slowdown_at`), that speed recorded;
+        a profile without a speed of its own is returned as it is."""
+        if self.speed is None:
             return self
+        factor = self.slowdown_at(speed)
         update: dict[str, object] = {"speed": speed}
-        if not own.low <= speed.loops_per_cpu_s <= own.high:
-            factor = own.loops_per_cpu_s / speed.loops_per_cpu_s
-            for name in CPU_FIGURES:
-                value = getattr(self, name)
-                if isinstance(value, dict):
-                    update[name] = {k: v * factor for k, v in value.items()}
-                else:
-                    update[name] = value * factor
+        if factor != 1.0:
+            update.update({name: scaled(getattr(self, name), factor) for name in CPU_FIGURES})
         return self.model_copy(update=update)
 
     def save(self, path: Path) -> None:

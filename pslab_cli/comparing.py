@@ -120,7 +120,7 @@ def compare(
     if sim_dir is not None:
         predicted, p_trace = _load_run(sim_dir)
     else:
-        calibrated = profile.speed
+        calibrated = profile
         profile = with_run_machine(profile, measured)
         record_inputs(out_dir, scenario, profile)
         predicted, p_trace = predict(scenario, profile)
@@ -158,9 +158,9 @@ def _report(
     m_trace: Trace,
     runs: list[float],
     replayed: dict[str, Any] | None = None,
-    calibrated: Speed | None = None,
+    calibrated: Profile | None = None,
 ) -> dict[str, Any]:
-    """``calibrated``: the speed the profile was measured at, beside the run's."""
+    """``calibrated``: the profile as measured, whose speed the run's is set beside."""
     out_dir.mkdir(parents=True, exist_ok=True)
     run = scenario.run
     p_ops = predicted.get("op_time_s") or op_durations(p_trace, run.warmup, run.iterations)
@@ -177,11 +177,11 @@ def _report(
     speed = measured.get("machine_speed")
     if speed:
         report["machine_speed"] = speed
-        if calibrated is not None:
-            rate = speed["loops_per_cpu_s"]
+        if calibrated is not None and calibrated.speed is not None:
+            run_speed = Speed.model_validate(speed)
             report["speed_vs_calibration"] = {
-                "ratio": rate / calibrated.loops_per_cpu_s,
-                "rescaled": not calibrated.low <= rate <= calibrated.high,
+                "ratio": run_speed.loops_per_cpu_s / calibrated.speed.loops_per_cpu_s,
+                "rescaled": calibrated.slowdown_at(run_speed) != 1.0,
             }
     if predicted.get("cpu_time_s") and measured.get("cpu_time_s"):
         # where an error comes from: the CPU the model charged, or how it overlapped

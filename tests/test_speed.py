@@ -72,3 +72,20 @@ def test_a_run_on_slower_cores_is_predicted_slower(root) -> None:
         ]
 
     assert predicted(15.0) > predicted(30.0) == predicted(31.0)
+
+
+def test_figures_a_scenario_adds_later_join_at_the_profiles_speed(root, monkeypatch) -> None:
+    """Measured at half the profile's speed, a real step's 2 ms is 1 ms at the profile's;
+    its ramp is not CPU work and stays as measured."""
+    from grpc_ps import calibrate
+
+    scenario = load_scenario(root / "scenarios/validation/sync_ps_real.yaml")
+    profile = _profile(_speed(30.0, 28.0, 33.0)).model_copy(update={"compute_s": {}})
+    monkeypatch.setattr(calibrate, "measure_compute", lambda model, batch: (2e-3, 3e-3, 7e-3))
+    key = profile.compute_key(scenario.emulation.model, scenario.workload.batch_size)
+    for rate, step_s in ((15.0, 1e-3), (29.0, 2e-3)):  # outside, then inside, the probes
+        monkeypatch.setattr(calibrate, "measure_speed", lambda rate=rate: _speed(rate))
+        joined = calibrate.with_scenario(profile, scenario)
+        assert joined.compute_s[key] == pytest.approx(step_s)
+        assert joined.compute_cold_ramp_s[key] == 7e-3
+        assert joined.speed == profile.speed
