@@ -101,7 +101,7 @@ def scaled(value: Figure, factor: float) -> Figure:
     return value * factor
 
 
-PROFILE_FORMAT = 11  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 12  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 class Profile(BaseModel):
@@ -121,7 +121,16 @@ class Profile(BaseModel):
     server_recv_cpu_s_per_byte: float = Field(
         0.0, ge=0, description="a server's CPU per byte it receives (0: as a client's)"
     )
-    rpc_overhead_s: float = Field(ge=0, description="wall time of an empty RPC round trip")
+    rpc_overhead_s: float = Field(
+        ge=0, description="an RPC's wall time beyond its two ends' CPU (the fixed wait)"
+    )
+    stream_overlap: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="share of a transfer's smaller end that runs while the other end runs too "
+        "(0: the ends take turns, 1: they run side by side)",
+    )
     rpc_cpu_s: float = Field(ge=0, description="CPU an RPC costs its two processes together")
     update_s_per_byte: float = Field(ge=0, description="server update time per parameter byte")
     sleep_overshoot_s: float = Field(0.0, ge=0, description="time.sleep's mean extra delay")

@@ -57,11 +57,11 @@ class NetnsNetwork(LoopbackNetwork):
         a, b = self.host_of[src], self.host_of[dst]
         if a == b:
             return super().transfer(src, dst, nbytes, tag, max_rate, collective)
-        send, recv, _ = self.cpu_ends(src, dst, nbytes, collective)
+        ends, _ = self.cpu_ends(src, dst, nbytes, collective)
         flow = FlowNetwork.transfer(self, a, b, nbytes)  # the host path's latency included
         # what is left after both ends and the link: gloo's step hand-off, or the RPC's wait
         wait = self.ring.step_wait_s if collective else self.profile.rpc_overhead_s
-        return self.env.process(self._after([send, recv, flow], wait, tag))
+        return self.env.process(self._after([ends, flow], wait, tag))
 
 
 class NetnsPlatform(LocalPlatform):

@@ -28,7 +28,7 @@ import simpy
 from pslab.algorithms.base import REGISTRY, Plan, Role, server_name
 from pslab.distributions import role_rng
 from pslab.profile import Profile
-from pslab.stream_costs import rpc_ramp_s, stream_end
+from pslab.stream_costs import EndCost, rpc_ramp_s, stream_end
 from sim.costs import MachineCosts, UpdateCost
 from sim.network import FlowNetwork
 from sim.topology import Cluster
@@ -173,13 +173,13 @@ class LoopbackNetwork(FlowNetwork):
         collective: bool = False,
     ) -> simpy.Event:
         """A gRPC stream, or a member's share of a gloo ring over TCP: each priced as measured."""
-        send, recv, wait = self.cpu_ends(src, dst, nbytes, collective)
-        return self.env.process(self._after([send, recv], wait, tag))
+        ends, wait = self.cpu_ends(src, dst, nbytes, collective)
+        return self.env.process(self._after([ends], wait, tag))
 
     def cpu_ends(
         self, src: str, dst: str, nbytes: float, collective: bool
-    ) -> tuple[simpy.Event, simpy.Event, float]:
-        """A transfer's CPU work at its two ends, and the wait after both are done."""
+    ) -> tuple[simpy.Event, float]:
+        """A transfer's CPU work at its two ends, done when both are, and the wait after."""
         p = self.profile
         if collective:  # the executor adds the ring's other steps' latency
             # a member sends once per ring: its cold CPU rides on its send
@@ -188,16 +188,31 @@ class LoopbackNetwork(FlowNetwork):
             cold, ramp = p.allreduce_cold_cpu_s, p.cold_ramp_s
             send = self.cold_work(src, "allreduce", send_cpu, cold, ramp)
             recv = self.cold_work(dst, "allreduce", nbytes * ring.recv_cpu_s_per_byte, 0.0, ramp)
-            wait = self.cluster.path_latency(src, dst)
-        else:
-            ramp = self.rpc_ramp_s
-            ends = []
-            for vertex, sending in ((src, True), (dst, False)):
-                cost = stream_end(p, nbytes, sending, _is_server(vertex))
-                ends.append(self.cold_work(vertex, "rpc", cost.hot_s, cost.cold_extra_s, ramp))
-            send, recv = ends
-            wait = p.rpc_overhead_s
-        return send, recv, wait
+            return self.env.all_of([send, recv]), self.cluster.path_latency(src, dst)
+        send = stream_end(p, nbytes, True, _is_server(src))
+        recv = stream_end(p, nbytes, False, _is_server(dst))
+        return self.env.process(self._stream(src, dst, send, recv)), p.rpc_overhead_s
+
+    def _stream(
+        self, src: str, dst: str, send: EndCost, recv: EndCost
+    ) -> Generator[simpy.Event, object, None]:
+        """A gRPC stream's two ends: side by side for the profile's ``stream_overlap`` of
+        each end's work, then taking turns for the rest, the sender's before the receiver's.
+        Alone, the stream takes the larger end plus (1 - overlap) of the smaller, as
+        calibration reads the overlap (a lone 8 MB push took the sum of both ends)."""
+        warmth, ramp, overlap = self.warmth, self.rpc_ramp_s, self.profile.stream_overlap
+        sending = send.hot_s + warmth.extra(src, "rpc", send.cold_extra_s, ramp)
+        receiving = recv.hot_s + warmth.extra(dst, "rpc", recv.cold_extra_s, ramp)
+        if overlap == 1:  # each end warm until its own work is done
+            sent = warmth.ran(src, "rpc", self.process_work(src, sending))
+            yield self.env.all_of([sent, warmth.ran(dst, "rpc", self.process_work(dst, receiving))])
+            return
+        if overlap > 0:
+            both = [self.process_work(src, overlap * sending)]
+            both.append(self.process_work(dst, overlap * receiving))
+            yield self.env.all_of(both)
+        yield warmth.ran(src, "rpc", self.process_work(src, (1 - overlap) * sending))
+        yield warmth.ran(dst, "rpc", self.process_work(dst, (1 - overlap) * receiving))
 
     def cold_work(
         self,

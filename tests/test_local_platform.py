@@ -125,3 +125,26 @@ def test_a_workers_update_pays_its_fixed_and_its_per_byte_cost(root) -> None:
         *one,
     )
     assert ops["update"] == pytest.approx(fixed + 4e6 * per_byte, rel=1e-9)
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.5, 1.0])
+def test_a_lone_streams_ends_overlap_as_calibrated(root, overlap: float) -> None:
+    """A push's client and server ends: the larger plus (1 - overlap) of the smaller, as
+    calibration reads the overlap from a lone big push's and pull's wall times."""
+    nbytes = 8_000_000
+    one = ("topology.workers_per_node=1", "run.iterations=6", "workload.compute_time=0")
+    profile = _profile(send_cpu_s_per_byte=1e-9, server_recv_cpu_s_per_byte=2e-9)
+    ops = _ops(
+        "async_ps_emulated.yaml", profile.model_copy(update={"stream_overlap": overlap}), *one
+    )
+    send, recv = nbytes * 1e-9, nbytes * 2e-9
+    assert ops["push"] == pytest.approx(send + recv - overlap * send, rel=1e-6)
+
+
+def test_calibration_reads_the_overlap_from_a_streams_extra_wall() -> None:
+    from grpc_ps.probes import stream_overlap
+
+    assert stream_overlap(13.0, 4.0, 9.0) == 0.0  # the sum (or more): the ends took turns
+    assert stream_overlap(9.0, 4.0, 9.0) == 1.0  # the larger alone: side by side
+    assert stream_overlap(11.0, 4.0, 9.0) == pytest.approx(0.5)
+    assert stream_overlap(1.0, 0.0, 9.0) == 1.0  # nothing to overlap: as before
