@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pslab.distributions import draw
+from pslab.distributions import sampler
 from pslab.scenario import Scenario
 from pslab.smoothing import fft_flops
 
@@ -56,14 +56,18 @@ class Costs:
             if scenario.algorithm.smoothing.sigma > 0
             else 0.0
         )
+        # drawn for every op: the samplers settle the distribution's parameters once
+        measured = machine.compute_s if machine is not None else None
+        self._compute = (
+            sampler(self.workload.compute_time) if measured is None else sampler(measured)
+        )
+        self._io = sampler(self.workload.io_time)
 
     def compute(self, rng: np.random.Generator, fraction: float) -> float:
-        if self.machine is not None and self.machine.compute_s is not None:
-            return self.machine.compute_s * fraction
-        return draw(self.workload.compute_time, rng) * fraction
+        return self._compute(rng) * fraction
 
     def io(self, rng: np.random.Generator) -> float:
-        return draw(self.workload.io_time, rng)
+        return self._io(rng)
 
     def update(self, nbytes: int) -> float:
         """CPU time to apply an update of ``nbytes`` (a few passes over memory)."""

@@ -137,6 +137,7 @@ class SimExecutor(ServerOps, CollectiveOps):
                         off,
                         length,
                         plan.server.policy(self.n_workers),
+                        length * self.bpp,
                     )
                 )
         self.registry_host = platform.registry_host

@@ -298,8 +298,8 @@ class FlowNetwork:
             pool = Pool(root, self._caps[root], cap, now)
             self._pools.add(pool)
         else:
-            if pool.resource != at and len(pool.heap) == 1:
-                lone = pool.heap[0][2]
+            if pool.resource != at and len(pool) == 1:
+                lone = pool.first()[2]
                 pool.reroot(at, self._caps[at], self._cap_without(lone, at))
             if at != root:
                 cap = self._cap_without(flow, at)
@@ -389,7 +389,7 @@ class FlowNetwork:
                     carried[r] += amount
                     owner[r] = None
                 done_flows.append(flow)
-            if pool.heap:
+            if pool.queue or pool.heap:
                 owner[pool.resource] = pool
                 self._rerate(pool, now)
             else:

@@ -34,6 +34,7 @@ class Shard:
     offset: int
     length: int
     policy: StalenessPolicy
+    nbytes: int  # what a push or a pull of this shard moves
     waiters: list[tuple[int, simpy.Event]] = field(default_factory=list)
     # True while a closed round's mean is being applied: the policy's version
     # has moved on, the parameters have not yet, so pulls wait (the gRPC
@@ -57,8 +58,10 @@ class ServerOps:
 
     def _op_push(self, role: Role, op: ops.Push) -> Proc:
         src = self.endpoint[role.name]
-        if len(self.shards) == 1:  # the common case, without helper processes and conditions
-            yield from self._push_shard(src, self.shards[0], role, op)
+        if len(self.shards) == 1:  # the common case, one generator deep: no helper processes
+            shard = self.shards[0]
+            yield self.net.transfer(src, shard.host, shard.nbytes)
+            yield from self._serve_push(shard, role, op)
         else:  # each shard serves its part when that part is in, as separate servers do
             yield self.env.all_of(
                 [self.env.process(self._push_shard(src, s, role, op)) for s in self.shards]
@@ -66,12 +69,12 @@ class ServerOps:
         return None, self.model_bytes
 
     def _push_shard(self, src: str, shard: Shard, role: Role, op: ops.Push) -> Proc:
-        yield self.net.transfer(src, shard.host, shard.length * self.bpp)
+        yield self.net.transfer(src, shard.host, shard.nbytes)
         yield from self._serve_push(shard, role, op)
 
     def _serve_push(self, shard: Shard, role: Role, op: ops.Push) -> Proc:
         start = self.env.now
-        nbytes = shard.length * self.bpp
+        nbytes = shard.nbytes
         yield self.platform.cpu_work(self.net, shard.host, self.costs.update(nbytes))
         applied = shard.policy.on_push(role.rank, op.version)
         update = (
@@ -113,10 +116,11 @@ class ServerOps:
         """Each shard answers as soon as it may (its own round closed), not when all have:
         ps-lite, BytePS and the gRPC emulator's shards are separate servers."""
         if len(self.shards) == 1:
-            yield from self._pull_shard(self.shards[0], role, op)
-        else:
-            shards = [self.env.process(self._pull_shard(s, role, op)) for s in self.shards]
-            yield self.env.all_of(shards)
+            shard = self.shards[0]
+            yield from self._pull_shard(shard, role, op)
+            return shard.policy.version, self.model_bytes
+        shards = [self.env.process(self._pull_shard(s, role, op)) for s in self.shards]
+        yield self.env.all_of(shards)
         return min(s.policy.version for s in self.shards), self.model_bytes
 
     def _pull_shard(self, shard: Shard, role: Role, op: ops.Pull) -> Proc:
@@ -126,4 +130,4 @@ class ServerOps:
             yield gate
         if self.numerics is not None:  # the server streams the version it has now
             self.numerics.pulled(shard.index, role.name, op.buf)
-        yield self.net.transfer(shard.host, self.endpoint[role.name], shard.length * self.bpp)
+        yield self.net.transfer(shard.host, self.endpoint[role.name], shard.nbytes)
