@@ -28,10 +28,10 @@ from grpc_ps.probes import (
     measure_rpc,
 )
 from grpc_ps.server import result_finite
-from grpc_ps.speed_probe import mean_speed, measure_speed
+from grpc_ps.speed_probe import SpeedTrack
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
 from pslab import rules
-from pslab.profile import CPU_FIGURES, PROFILE_FORMAT, Machine, Profile, ProfileError, scaled
+from pslab.profile import PROFILE_FORMAT, Machine, Profile, ProfileError
 from pslab.scenario import Scenario
 from pslab.torch_threads import one_torch_thread
 
@@ -190,19 +190,17 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
 
         nbytes = min(max(resolve_model(scenario.workload).nbytes, 1 << 20), 64 << 20)
     step("sleep", 0.0)
-    speeds = [measure_speed()]  # through the calibration: its figures are at their mean
-    overshoot, jitter = measure_sleep()
-    figures = measure_rpc(nbytes, measure_update(nbytes), step)
-    speeds.append(measure_speed())
-    step("gloo all-reduce", 0.7)
-    gloo = measure_allreduce(nbytes)
-    step("cold ops", 0.72)
-    ramp = measure_cold_ramp()
-    step("worker update", 0.75)
-    update_s, update_s_per_byte = measure_worker_update(nbytes)
-    step("free cores", 0.81)
-    free = measure_free_cores(machine().cores)
-    speeds.append(measure_speed())
+    with SpeedTrack() as track:  # the speed through the calibration, reported beside runs
+        overshoot, jitter = measure_sleep()
+        figures = measure_rpc(nbytes, measure_update(nbytes), step)
+        step("gloo all-reduce", 0.7)
+        gloo = measure_allreduce(nbytes)
+        step("cold ops", 0.72)
+        ramp = measure_cold_ramp()
+        step("worker update", 0.75)
+        update_s, update_s_per_byte = measure_worker_update(nbytes)
+        step("free cores", 0.81)
+        free = measure_free_cores(machine().cores)
     profile = Profile(
         format=PROFILE_FORMAT,
         machine=machine(),
@@ -213,7 +211,7 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         worker_update_s=update_s,
         worker_update_s_per_byte=update_s_per_byte,
         cold_ramp_s=ramp,
-        speed=mean_speed(speeds),
+        speed=track.speed(),
         **gloo,
         **figures,
     )
@@ -225,8 +223,7 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
 
 def with_scenario(profile: Profile, scenario: Scenario, step: Step | None = None) -> Profile:
     """The profile, plus what this scenario's run costs that a machine-wide one cannot say:
-    its model's compute if it trains for real, its gloo group's all-reduce. Measured now,
-    at the speed of now: they join the profile re-expressed at its own."""
+    its model's compute if it trains for real, its gloo group's all-reduce."""
     from pslab.algorithms import build_plan
 
     new: dict[str, dict[str, float]] = {}  # figure -> the entries measured here
@@ -239,7 +236,6 @@ def with_scenario(profile: Profile, scenario: Scenario, step: Step | None = None
     needs_ring = world > 1 and not (ring in profile.allreduce_s and ring in profile.allreduce_cpu_s)
     if not (needs_compute or needs_ring):
         return profile
-    now = measure_speed() if profile.speed is not None else None
     if needs_compute:
         if step:
             step(f"compute {key}", 0.8)
@@ -252,9 +248,6 @@ def with_scenario(profile: Profile, scenario: Scenario, step: Step | None = None
             step(f"gloo all-reduce among {world}", 0.9)
         seconds, cpu = measure_allreduce_at(world, plan.model.nbytes)
         new.update(allreduce_s={ring: seconds}, allreduce_cpu_s={ring: cpu})
-    if now is not None:  # measured at the speed of now: re-expressed at the profile's
-        factor = 1.0 / profile.slowdown_at(now)
-        new = {n: scaled(e, factor) if n in CPU_FIGURES else e for n, e in new.items()}
     return profile.model_copy(
         update={name: {**getattr(profile, name), **entries} for name, entries in new.items()}
     )

@@ -42,10 +42,9 @@ from grpc_ps.lifeline import (
 )
 from grpc_ps.load import LoadSampler, steady_window
 from grpc_ps.measured import run_metrics
-from grpc_ps.speed_probe import measure_speed, speed_record
+from grpc_ps.speed_probe import SpeedTrack
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, server_name
-from pslab.profile import Speed
 from pslab.results import write_results
 from pslab.scenario import Scenario, ScenarioError, dump_scenario
 from pslab.topology import lay_out
@@ -135,7 +134,7 @@ class Launcher:
         self.link_reads: tuple[dict[str, Any], dict[str, Any]] | None = None  # netns counters
         self.signals = InterruptGuard()  # SIGINT/SIGTERM/SIGHUP while running
         self.sampler: LoadSampler | None = None  # what other jobs took (grpc_ps.load)
-        self.speeds: list[Speed] = []
+        self.speed = SpeedTrack()  # the cores' speed through the run (grpc_ps.speed_probe)
         self.t0_ns = 0  # the run's clock: spans are seconds since
 
     # ------------------------------------------------------------- processes
@@ -298,17 +297,15 @@ class Launcher:
             )
             endpoints.save(run_dir / "endpoints.json")
             counters = self.netns.counters() if self.netns is not None else None
-            self.speeds = [measure_speed()]  # the cores' speed, either side of the run
             wall0 = time.perf_counter()
             self.sampler = LoadSampler(lambda: [p.popen.pid for p in self.procs])
-            with self.sampler:
+            with self.sampler, self.speed:  # other jobs' load and the cores' speed
                 workers = [self._start(w.name) for w in plan.workers]
                 while any(w.popen.poll() is None for w in workers):
                     self._check_alive(fatal_only=True)
                     time.sleep(0.05)
             self._check_alive(fatal_only=True)
             wall = time.perf_counter() - wall0
-            self.speeds.append(measure_speed())
             for comm in (p for p in self.procs if p.name.startswith("comm-")):
                 comm.popen.wait(timeout=self.scenario.emulation.rpc_timeout)
                 self._check_alive(fatal_only=True)
@@ -351,7 +348,12 @@ class Launcher:
         trace.meta["scenario"] = self.scenario.name
         if self.lost:
             trace.meta["lost_workers"] = self.lost
-        load = self._load(trace)
+        during = self._steady(trace)
+        if self.sampler is None or during is None:
+            load, speed = {}, None
+        else:
+            load = self.sampler.summary(during, {p.popen.pid: p.name for p in self.procs})
+            speed = self.speed.speed(during)
         extra: dict[str, Any] = {
             "events": len(trace.spans),
             "wall_time_s": wall,
@@ -361,28 +363,25 @@ class Launcher:
             # every role's CPU while all workers were in their counted iterations
             "cpu_time_s": load["own_cores"] * load["seconds"] if load else None,
             "cpu_time_by_process_s": load.pop("own_s_by_name", {}),
-            "machine_speed": speed_record(self.speeds),
+            "machine_speed": speed.model_dump() if speed else None,
         }
         links = netns_launch.links(self.link_reads, trace) if self.link_reads else None
         metrics, params = run_metrics(self.scenario, self.run_dir, trace, extra, links)
         return LaunchResult(metrics, trace, params)
 
-    def _load(self, trace: Trace) -> dict[str, Any]:
-        """What other jobs took from the machine while every worker was in its counted
-        iterations (``perf_counter`` and ``monotonic`` are one clock on Linux).
+    def _steady(self, trace: Trace) -> tuple[float, float] | None:
+        """When every worker was in its counted iterations, in ``time.monotonic()``
+        (``perf_counter`` and ``monotonic`` are one clock on Linux).
 
         Not from the first worker's first op: on a busy machine the last worker may still
         be importing torch seconds later, and that CPU is neither the steady state the
-        metrics describe nor what other jobs took."""
-        if self.sampler is None:
-            return {}
+        metrics describe nor what other jobs took, nor the speed the run's cores had."""
         run = self.scenario.run
         during = steady_window(trace.spans, run.warmup, run.iterations)
         if during is None:
-            return {}
+            return None
         t0 = self.t0_ns / 1e9
-        during = (t0 + during[0], t0 + during[1])
-        return self.sampler.summary(during, {p.popen.pid: p.name for p in self.procs})
+        return t0 + during[0], t0 + during[1]
 
 
 def launch(

@@ -51,14 +51,13 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], Trace]:
 
 def with_run_machine(profile: Profile, measured: dict[str, Any]) -> Profile:
     """The profile as the machine was during the measured run: the cores it had (what
-    other jobs took, sampled through the run) and the speed its cores ran at (probed
-    either side of it); a run without a figure keeps the calibration's."""
-    load, speed = measured.get("machine_load"), measured.get("machine_speed")
+    other jobs took, sampled through the run); a run without the figure keeps the
+    calibration's. The cores' speed is reported beside it, not applied (see
+    :mod:`pslab.profile`)."""
+    load = measured.get("machine_load")
     if load:
         cores = free_cores(load, profile.machine.cores)
         profile = profile.model_copy(update={"effective_cores": cores})
-    if speed:
-        profile = profile.at_speed(Speed.model_validate(speed))
     return profile
 
 
@@ -181,7 +180,7 @@ def _report(
             run_speed = Speed.model_validate(speed)
             report["speed_vs_calibration"] = {
                 "ratio": run_speed.loops_per_cpu_s / calibrated.speed.loops_per_cpu_s,
-                "rescaled": calibrated.slowdown_at(run_speed) != 1.0,
+                "beyond_errors": run_speed.differs_from(calibrated.speed),
             }
     if predicted.get("cpu_time_s") and measured.get("cpu_time_s"):
         # where an error comes from: the CPU the model charged, or how it overlapped
@@ -286,11 +285,11 @@ def report_notes(report: dict[str, Any]) -> list[str]:
     ratio = report.get("speed_vs_calibration")
     if ratio:
         how = (
-            "the CPU figures were rescaled"
-            if ratio["rescaled"]
-            else "within the calibration's own probes: kept as calibrated"
+            "beyond both speeds' errors: if the prediction is off, calibrate afresh"
+            if ratio["beyond_errors"]
+            else "within both speeds' errors"
         )
-        notes.append(f"a CPU second did {ratio['ratio']:.2f}x the calibration's work: {how}")
+        notes.append(f"a CPU second did {ratio['ratio']:.2f}x the calibration's work ({how})")
     cpu = report.get("cpu_s_per_worker_iteration")
     if cpu:
         notes.append(

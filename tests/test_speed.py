@@ -1,13 +1,13 @@
-"""The cores' speed: probed through calibration and around each run, and what it rescales."""
+"""The cores' speed: tracked through calibration and through each run, and what it rescales."""
 
 from __future__ import annotations
 
 import pytest
 
-from grpc_ps.speed_probe import mean_speed, measure_speed
-from pslab.profile import CPU_FIGURES, Machine, Profile, Speed
+from grpc_ps.speed_probe import SpeedTrack, speed_of
+from pslab.profile import Machine, Profile, Speed
 from pslab.scenario import load_scenario
-from pslab_cli.comparing import with_run_machine
+from pslab_cli.comparing import report_notes, with_run_machine
 from sim.run import simulate_emulated
 
 
@@ -34,34 +34,44 @@ def _profile(speed: Speed | None) -> Profile:
     )
 
 
-def test_a_probe_reads_a_plausible_rate_and_means_are_harmonic_with_their_range() -> None:
-    s = measure_speed(0.02)
-    assert 1e5 < s.loops_per_cpu_s < 1e10
-    assert s.low == s.high == s.loops_per_cpu_s
-    m = mean_speed([_speed(10.0), _speed(30.0)])
-    assert m.loops_per_cpu_s == pytest.approx(15.0)  # 2 / (1/10 + 1/30): CPU seconds add
-    assert (m.low, m.high) == (10.0, 30.0)
+def test_a_stretchs_speed_is_the_harmonic_mean_of_its_blocks_within_its_error() -> None:
+    s = speed_of([10.0, 30.0])
+    assert s is not None
+    assert s.loops_per_cpu_s == pytest.approx(15.0)  # 2 / (1/10 + 1/30): CPU seconds add
+    assert s.low < 15.0 < s.high
+    many = speed_of([10.0, 30.0] * 50)  # the same spread, known 10x better
+    assert many is not None and many.high - many.low < (s.high - s.low) / 5
+    assert speed_of([12.0]) is None  # one block says nothing of its error
 
 
-def test_a_run_inside_the_calibrations_probes_keeps_its_figures() -> None:
-    p = _profile(_speed(30.0, 28.0, 33.0))
-    q = p.at_speed(_speed(29.0))
-    assert q.speed == _speed(29.0)
-    assert all(getattr(q, f) == getattr(p, f) for f in CPU_FIGURES)
+def test_a_track_times_blocks_in_a_process_of_its_own_through_its_stretch() -> None:
+    import os
+    import time
+
+    cpu0 = time.process_time()
+    with SpeedTrack() as track:
+        time.sleep(0.6)
+    t0 = time.monotonic()
+    assert len(track.samples) >= 3
+    assert all(t < t0 for t, _ in track.samples)
+    s = track.speed()
+    assert s is not None and 1e5 < s.low <= s.loops_per_cpu_s <= s.high < 1e10
+    assert track.speed((0.0, 1.0)) is None  # no block in that span
+    assert time.process_time() - cpu0 < 0.05 * (os.cpu_count() or 1)  # not this one's CPU
 
 
-def test_a_slower_run_costs_every_cpu_figure_more_and_nothing_else() -> None:
-    p = _profile(_speed(30.0, 28.0, 33.0))
-    q = p.at_speed(_speed(20.0))
-    assert q.rpc_cpu_s == pytest.approx(1.5e-3)
-    assert q.send_cpu_s_per_byte == pytest.approx(1.5e-9)
-    assert q.compute_s == {"m@32": pytest.approx(1.5e-3)}
-    # not CPU work: a sleep's overshoot, an idle gap's ramp
-    assert (q.sleep_overshoot_s, q.cold_ramp_s) == (p.sleep_overshoot_s, p.cold_ramp_s)
-    assert _profile(None).at_speed(_speed(20.0)) == _profile(None)  # nothing to scale from
+def test_speeds_differ_only_beyond_both_errors() -> None:
+    calibrated = _speed(30.0, 28.0, 33.0)
+    assert not _speed(29.0).differs_from(calibrated)
+    assert not _speed(26.0, 24.0, 28.5).differs_from(calibrated)  # the errors overlap
+    assert _speed(20.0, 19.0, 21.0).differs_from(calibrated)
+    assert calibrated.differs_from(_speed(40.0, 35.0, 45.0))
 
 
-def test_a_run_on_slower_cores_is_predicted_slower(root) -> None:
+def test_the_runs_speed_is_reported_not_applied(root) -> None:
+    """The loop's speed did not carry over to the ops (pslab.profile): a run on slower
+    cores is predicted from the figures as calibrated, and compare says how far off the
+    cores were."""
     scenario = load_scenario(root / "scenarios/validation/sync_ps_emulated.yaml")
     profile = _profile(_speed(30.0, 28.0, 33.0))
 
@@ -71,21 +81,9 @@ def test_a_run_on_slower_cores_is_predicted_slower(root) -> None:
             "iteration_time_s"
         ]
 
-    assert predicted(15.0) > predicted(30.0) == predicted(31.0)
-
-
-def test_figures_a_scenario_adds_later_join_at_the_profiles_speed(root, monkeypatch) -> None:
-    """Measured at half the profile's speed, a real step's 2 ms is 1 ms at the profile's;
-    its ramp is not CPU work and stays as measured."""
-    from grpc_ps import calibrate
-
-    scenario = load_scenario(root / "scenarios/validation/sync_ps_real.yaml")
-    profile = _profile(_speed(30.0, 28.0, 33.0)).model_copy(update={"compute_s": {}})
-    monkeypatch.setattr(calibrate, "measure_compute", lambda model, batch: (2e-3, 3e-3, 7e-3))
-    key = profile.compute_key(scenario.emulation.model, scenario.workload.batch_size)
-    for rate, step_s in ((15.0, 1e-3), (29.0, 2e-3)):  # outside, then inside, the probes
-        monkeypatch.setattr(calibrate, "measure_speed", lambda rate=rate: _speed(rate))
-        joined = calibrate.with_scenario(profile, scenario)
-        assert joined.compute_s[key] == pytest.approx(step_s)
-        assert joined.compute_cold_ramp_s[key] == 7e-3
-        assert joined.speed == profile.speed
+    assert predicted(15.0) == predicted(30.0)
+    slow = {"speed_vs_calibration": {"ratio": 0.5, "beyond_errors": True}}
+    assert "0.50x the calibration's work" in report_notes(slow)[0]
+    assert "calibrate afresh" in report_notes(slow)[0]
+    near = {"speed_vs_calibration": {"ratio": 0.97, "beyond_errors": False}}
+    assert "calibrate" not in report_notes(near)[0]
