@@ -55,34 +55,34 @@ def drive(
     them; their results, in order. ``on_iteration``: called at every iteration mark.
 
     The span of an op is inlined rather than a helper's, and recorded by one call to
-    ``Trace.record`` with its fields: the simulator runs this loop on every op of every
-    role, and a call or a frame less per op is measurable.
+    ``Trace.record_in`` on its lane, looked up once per op type: the simulator runs this
+    loop on every op of every role, and a call or a frame less per op is measurable.
     """
     marks = IterationMarks(trace, role, host)
-    record = trace.record
+    record = trace.record_in
 
-    # Per op type: its handler (None for the driver's own ops), span name, category, and
-    # whether its ops say on whose behalf they run (only then is the field read).
-    kinds: dict[type, tuple[Handler | None, str, str, bool]] = {}
+    # Per op type: its handler (None for the driver's own ops), span name, its lane in
+    # the trace, and whether its ops say on whose behalf they run (only then is it read).
+    kinds: dict[type, tuple[Handler | None, str, int, bool]] = {}
 
-    def kind(op: ops.Op) -> tuple[Handler | None, str, str, bool]:
+    def kind(op: ops.Op) -> tuple[Handler | None, str, int, bool]:
         own = _OWN.get(type(op))
         behalf = hasattr(op, "on_behalf")
-        found = kinds[type(op)] = (
-            (None, own, op.cat.value, behalf)
-            if own
-            else (handler(op.name), op.name, op.cat.value, behalf)
-        )
+        if own:  # the driver records these itself, if at all
+            found = kinds[type(op)] = (None, own, -1, behalf)
+        else:
+            lane = trace.lane(role, host, op.name, op.cat.value)
+            found = kinds[type(op)] = (handler(op.name), op.name, lane, behalf)
         return found
 
     def background(op: ops.Op) -> Run:
         """A started op: the same span as a blocking one, marked as not blocking."""
-        run, name, cat, behalf = kinds.get(type(op)) or kind(op)
+        run, name, lane, behalf = kinds.get(type(op)) or kind(op)
         assert run is not None, f"{name} cannot be started in the background"
         start = clock.now
         result, nbytes = yield from run(op)
         on_behalf = op.on_behalf if behalf else ()  # type: ignore[attr-defined]
-        record(role, host, name, cat, start, clock.now, op.iteration, nbytes, False, on_behalf)
+        record(lane, start, clock.now, op.iteration, nbytes, False, on_behalf)
         return result
 
     result: Any = None
@@ -92,12 +92,12 @@ def drive(
             op = send(result)
         except StopIteration:
             break
-        run, name, cat, behalf = kinds.get(type(op)) or kind(op)
+        run, name, lane, behalf = kinds.get(type(op)) or kind(op)
         if run is not None:
             start = clock.now
             result, nbytes = yield from run(op)
             on_behalf = op.on_behalf if behalf else ()  # type: ignore[attr-defined]
-            record(role, host, name, cat, start, clock.now, op.iteration, nbytes, True, on_behalf)
+            record(lane, start, clock.now, op.iteration, nbytes, True, on_behalf)
         elif name == "iteration":
             marks.mark(op.iteration, clock.now)
             if on_iteration is not None:
@@ -112,7 +112,7 @@ def drive(
             start = clock.now
             result = yield from join([h[0] for h in handles])
             cat = wait_category({h[1] for h in handles})
-            record(role, host, "wait", cat, start, clock.now, op.iteration, 0, True, ())
+            trace.record(role, host, "wait", cat, start, clock.now, op.iteration, 0, True, ())
     marks.close(clock.now)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -47,10 +48,12 @@ class SpanRecord:
         return self.end - self.start
 
 
-# A span as stored until its chunk is compacted: SpanRecord's fields, in order.
-_Row = tuple[str, str, str, str, float, float, int, int, bool, tuple[str, ...], Any]
+# A span as stored until its chunk is compacted: its lane's code (see SpanColumns), then
+# SpanRecord's fields after the lane's four.
+_Row = tuple[int, float, float, int, int, bool, tuple[str, ...], Any]
 _CHUNK = 8192  # rows kept as tuples before they are packed into the columns
 _Lane = tuple[str, str, str, str]  # role, host, span name, category
+_Fields = tuple[str, str, str, str, float, float, int, int, bool, tuple[str, ...], Any]
 
 
 class SpanColumns:
@@ -58,6 +61,8 @@ class SpanColumns:
 
     ``lane`` indexes ``lanes`` (role, host, name, category); ``on_behalf`` and
     ``args`` are sparse (span index -> value), being empty on nearly every span.
+    A lane gets its code when it is first recorded (:meth:`code`), so a row
+    carries one small int instead of four strings to look up when it is packed.
     """
 
     def __init__(self) -> None:
@@ -71,26 +76,28 @@ class SpanColumns:
         self.args: dict[int, dict[str, Any]] = {}
         self.lanes: list[_Lane] = []
         self._lane_of: dict[_Lane, int] = {}
+        self._new_lane = threading.Lock()  # the emulator records from several threads
 
     def __len__(self) -> int:
         return len(self.start)
 
+    def code(self, role: str, host: str, name: str, cat: str) -> int:
+        """The lane's code, given on its first span."""
+        key = (role, host, name, cat)
+        found = self._lane_of.get(key)
+        if found is None:
+            with self._new_lane:
+                found = self._lane_of.get(key)
+                if found is None:
+                    found = self._lane_of[key] = len(self.lanes)
+                    self.lanes.append(key)
+        return found
+
     def pack(self, rows: list[_Row]) -> None:
-        """Append ``rows``: C-level column copies, one dictionary look-up per row."""
+        """Append ``rows``: C-level column copies."""
         base = len(self.start)
-        role, host, name, cat, start, end, it, nbytes, blocking, behalf, args = zip(
-            *rows, strict=True
-        )
-        lane_of, lanes = self._lane_of, self.lanes
-        keys = list(zip(role, host, name, cat, strict=True))
-        codes = list(map(lane_of.get, keys))  # a C loop: a new lane is rare after the first
-        if None in codes:
-            for key in keys:
-                if key not in lane_of:
-                    lane_of[key] = len(lanes)
-                    lanes.append(key)
-            codes = list(map(lane_of.__getitem__, keys))
-        self.lane.extend(codes)
+        lane, start, end, it, nbytes, blocking, behalf, args = zip(*rows, strict=True)
+        self.lane.extend(lane)
         self.start.extend(start)
         self.end.extend(end)
         self.iteration.extend(it)
@@ -101,7 +108,11 @@ class SpanColumns:
         for i in compress(range(len(rows)), map(is_not, args, repeat(None))):
             self.args[base + i] = args[i]
 
-    def row(self, i: int) -> _Row:
+    def full(self, row: _Row) -> _Fields:
+        """A row with its lane's four fields in place of its code: SpanRecord's fields."""
+        return (*self.lanes[row[0]], *row[1:])  # type: ignore[return-value]
+
+    def row(self, i: int) -> _Fields:
         role, host, name, cat = self.lanes[self.lane[i]]
         return (
             *(role, host, name, cat, self.start[i], self.end[i], self.iteration[i]),
@@ -128,7 +139,7 @@ class _Spans(Sequence[SpanRecord]):
         packed, n = len(columns), len(columns) + len(rows)
 
         def one(k: int) -> SpanRecord:
-            return SpanRecord(*(columns.row(k) if k < packed else rows[k - packed]))
+            return SpanRecord(*(columns.row(k) if k < packed else columns.full(rows[k - packed])))
 
         if isinstance(i, slice):
             return [one(k) for k in range(*i.indices(n))]
@@ -185,23 +196,37 @@ class Trace:
         args: dict[str, Any] | None = None,
     ) -> None:
         """Add a span from its fields (SpanRecord's, in order), without making the object."""
+        lane = self._state[0].code(role, host, name, cat)
+        self.record_in(lane, start, end, iteration, nbytes, blocking, on_behalf, args)
+
+    def lane(self, role: str, host: str, name: str, cat: str) -> int:
+        """The code of a lane, for :meth:`record_in`: a caller that records many spans on
+        one lane (the driver, per op type) looks it up once."""
+        return self._state[0].code(role, host, name, cat)
+
+    def record_in(
+        self,
+        lane: int,
+        start: float,
+        end: float,
+        iteration: int = -1,
+        nbytes: int = 0,
+        blocking: bool = True,
+        on_behalf: tuple[str, ...] = (),
+        args: dict[str, Any] | None = None,
+    ) -> None:
+        """Add a span on the lane ``lane`` (from :meth:`lane`); one tuple appended, which is
+        atomic, so threads may record at once."""
         rows = self._state[1]
-        rows.append(
-            (role, host, name, cat, start, end, iteration, nbytes, blocking, on_behalf, args)
-        )
+        rows.append((lane, start, end, iteration, nbytes, blocking, on_behalf, args))
         if len(rows) >= _CHUNK:
             self._pack()
 
     def add(self, span: SpanRecord) -> None:
-        rows = self._state[1]
-        rows.append(
-            (
-                *(span.role, span.host, span.name, span.cat, span.start, span.end),
-                *(span.iteration, span.nbytes, span.blocking, span.on_behalf, span.args),
-            )
+        self.record(
+            *(span.role, span.host, span.name, span.cat, span.start, span.end),
+            *(span.iteration, span.nbytes, span.blocking, span.on_behalf, span.args),
         )
-        if len(rows) >= _CHUNK:
-            self._pack()
 
     def _pack(self) -> None:
         columns, rows = self._state
@@ -214,12 +239,13 @@ class Trace:
         self._pack()
         return self._state[0]
 
-    def rows(self) -> Iterator[_Row]:
+    def rows(self) -> Iterator[_Fields]:
         """Every span's fields, in order, without making SpanRecords."""
         columns, rows = self._state
         for i in range(len(columns)):
             yield columns.row(i)
-        yield from rows
+        for row in rows:
+            yield columns.full(row)
 
     def counter(self, role: str, name: str, t: float, values: dict[str, float]) -> None:
         self.counters.append((role, name, t, values))
@@ -372,7 +398,8 @@ class IterationMarks:
     """
 
     def __init__(self, trace: Trace, role: str, host: str) -> None:
-        self.trace, self.role, self.host = trace, role, host
+        self.trace = trace
+        self._lane = trace.lane(role, host, "iteration", "iteration")
         self._open: tuple[int, float] | None = None
 
     def mark(self, iteration: int, now: float) -> None:
@@ -382,7 +409,7 @@ class IterationMarks:
     def close(self, now: float) -> None:
         if self._open is not None:
             it, start = self._open
-            self.trace.record(self.role, self.host, "iteration", "iteration", start, now, it)
+            self.trace.record_in(self._lane, start, now, it)
             self._open = None
 
 

@@ -30,7 +30,7 @@ from pslab.metrics import compute_metrics
 from pslab.rounds import LeaderRounds, Publications
 from pslab.scenario import Scenario
 from pslab.torch_threads import one_torch_thread
-from pslab.trace import SpanRecord, Trace
+from pslab.trace import Trace
 from sim.collectives import CollectiveOps, Kind, Rendezvous
 from sim.costs import Costs
 from sim.platform import LocalPlatform, NominalPlatform
@@ -247,20 +247,10 @@ class SimExecutor(ServerOps, CollectiveOps):
         args: dict[str, Any] | None = None,
         host: str | None = None,
     ) -> None:
-        self.trace.add(
-            SpanRecord(
-                role,
-                host or self.host_of.get(role, role),
-                name,
-                cat,
-                start,
-                self.env.now,
-                iteration,
-                nbytes,
-                blocking,
-                on_behalf,
-                args,
-            )
+        host = host or self.host_of.get(role, role)
+        now = self.env.now
+        self.trace.record(
+            role, host, name, cat, start, now, iteration, nbytes, blocking, on_behalf, args
         )
 
     # ----------------------------------------------------------- local work

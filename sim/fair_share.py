@@ -78,8 +78,13 @@ class Pool:
         else:
             heapq.heappush(self.heap, entry)
         self.version += 1
-        self.rate = rate = min(self.cap, self.capacity / (len(queue) + len(self.heap)))
-        return now + (self.first()[0] - v) / rate
+        heap = self.heap
+        if heap:
+            self.rate = rate = min(self.cap, self.capacity / (len(queue) + len(heap)))
+            first = min(queue[0], heap[0]) if queue else heap[0]
+            return now + (first[0] - v) / rate
+        self.rate = rate = min(self.cap, self.capacity / len(queue))
+        return now + (queue[0][0] - v) / rate
 
     def rerate(self) -> float:
         """The equal share for the current membership, min(cap, capacity / n); returns
@@ -103,14 +108,23 @@ class Pool:
         self.v0 = v = self.v0 + self.rate * (now - self.t0)
         self.t0 = now
         limit = v + self.rate * tol_s
-        queue, heap, done = self.queue, self.heap, []
-        while True:
+        queue, heap = self.queue, self.heap
+        if not heap:  # the common case: members in joining order
+            done = [queue.popleft()[2]]
+            while queue and queue[0][0] <= limit:
+                done.append(queue.popleft()[2])
+            return done
+        done = []
+        while queue or heap:
             if heap and (not queue or heap[0] < queue[0]):
+                if done and heap[0][0] > limit:
+                    break
                 done.append(heapq.heappop(heap)[2])
             else:
+                if done and queue[0][0] > limit:
+                    break
                 done.append(queue.popleft()[2])
-            if not (queue or heap) or self.first()[0] > limit:
-                return done
+        return done
 
     def left(self, now: float) -> list[tuple[Any, float]]:
         """Every member with its amount still to go, in finishing order."""
