@@ -2,6 +2,19 @@
 
 Both are built the way ``simpy.Timeout`` builds itself, without a call to
 ``Event.__init__``: a run makes millions of them.
+
+Why they set SimPy's ``_ok`` and ``_value`` rather than use its public API
+(issue #15), as measured on 6 December 2026 (sim_scale's stragglers, 4,096 x 20):
+
+* ``Flow`` through ``Event.__init__``, a ``Timeout`` of its latency whose callback
+  calls ``succeed``, and ``succeed`` in place of ``arrive_now``: the same metrics to
+  the bit, but 56 % more events (sync_ps 585,871 -> 913,570; async_ps 617,648 ->
+  945,328) and 11-15 % more CPU time for sync_ps (7.5 -> 8.4-8.7 s; async_ps's
+  two runs differed by more than that).
+* ``Late`` has no public form: ``Environment.schedule`` takes a priority but only
+  processes a triggered event, and ``succeed``/``trigger``/``Timeout`` trigger at
+  NORMAL priority, which would let a later NORMAL event of the same instant run
+  after the settle and so break the coalescing of an instant's starts and ends.
 """
 
 from __future__ import annotations
