@@ -285,7 +285,7 @@ def report_notes(report: dict[str, Any]) -> list[str]:
     ratio = report.get("speed_vs_calibration")
     if ratio:
         how = (
-            "beyond both speeds' errors: if the prediction is off, calibrate afresh"
+            "beyond both speeds' errors; the figures are not rescaled by it"
             if ratio["beyond_errors"]
             else "within both speeds' errors"
         )

@@ -84,6 +84,6 @@ def test_the_runs_speed_is_reported_not_applied(root) -> None:
     assert predicted(15.0) == predicted(30.0)
     slow = {"speed_vs_calibration": {"ratio": 0.5, "beyond_errors": True}}
     assert "0.50x the calibration's work" in report_notes(slow)[0]
-    assert "calibrate afresh" in report_notes(slow)[0]
+    assert "beyond both speeds' errors" in report_notes(slow)[0]
     near = {"speed_vs_calibration": {"ratio": 0.97, "beyond_errors": False}}
-    assert "calibrate" not in report_notes(near)[0]
+    assert "within both speeds' errors" in report_notes(near)[0]
