@@ -75,6 +75,8 @@ class SpeedTrack:
             stdout=subprocess.PIPE,
             text=True,
         )
+        assert self._proc.stdout is not None
+        self._proc.stdout.readline()  # tracking: the body is covered from its start
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -98,6 +100,7 @@ def _track_until_stdin_closes() -> None:
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
+    print("tracking", flush=True)
     sys.stdin.read()
     stop.set()
     thread.join()
