@@ -191,10 +191,10 @@ def stream_overlap(extra_wall: float, sending: float, receiving: float) -> float
 
     ``extra_wall``: what the transfer took beyond an empty RPC; ``sending``,
     ``receiving``: each end's CPU for its bytes. Side by side, the bytes would
-    add only the larger end; taking turns, both. On this machine an 8 MB push
-    took 13.6 ms with 4.4 ms of client and 8.6 ms of server CPU, a pull 8.4 ms
-    with 4.7 and 3.4 ms: gRPC's ends take turns (0), where the model had them
-    side by side (1) and predicted every lone stream a third too fast.
+    add only the larger end; taking turns, both. On this machine, quiet, an
+    8 MB push took 9.8-11.2 ms for 5.0 ms of client and 9.3 ms of server CPU
+    (calibrations read 0.90 and 0.93); beside a nice-19 spinner it took
+    13.6-14.4 ms, the sum (0). The model used to assume 1 always.
     """
     smaller = min(sending, receiving)
     if smaller <= 0:

@@ -199,7 +199,7 @@ class LoopbackNetwork(FlowNetwork):
         """A gRPC stream's two ends: side by side for the profile's ``stream_overlap`` of
         each end's work, then taking turns for the rest, the sender's before the receiver's.
         Alone, the stream takes the larger end plus (1 - overlap) of the smaller, as
-        calibration reads the overlap (a lone 8 MB push took the sum of both ends)."""
+        calibration reads the overlap (``grpc_ps.probes.stream_overlap``)."""
         warmth, ramp, overlap = self.warmth, self.rpc_ramp_s, self.profile.stream_overlap
         sending = send.hot_s + warmth.extra(src, "rpc", send.cold_extra_s, ramp)
         receiving = recv.hot_s + warmth.extra(dst, "rpc", recv.cold_extra_s, ramp)

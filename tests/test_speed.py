@@ -1,4 +1,4 @@
-"""The cores' speed: tracked through calibration and through each run, and what it rescales."""
+"""The cores' speed: tracked through calibration and through each run, reported, not applied."""
 
 from __future__ import annotations
 
