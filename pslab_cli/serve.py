@@ -171,16 +171,23 @@ def _serve_until_stopped(
     from grpc_ps.server import ParameterServerServicer, serve
     from pslab_cli.main import UsageError
 
-    signals = {signal.SIGINT, signal.SIGTERM}
-    # blocked before gRPC starts its threads, which inherit the mask: delivered to sigwait
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    # A handler, not a blocked mask and sigwait: a thread started before the mask keeps
+    # these signals unblocked (a running server had one), and a signal delivered there
+    # took the default action and killed the server before its final checkpoint (one
+    # .ci/run in four, with the second of two SIGTERMs). A handler runs on the main
+    # thread whichever thread took the signal, and a second one while stopping changes
+    # nothing. A signal ignored where the server was started stays ignored.
+    stopping: list[int] = []  # a flag, not an Event: set() could wait on the lock its wait holds
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, lambda signum, _frame: stopping.append(signum))
     try:  # the files were read before, but may have changed; the port may be taken
         server, bound = serve(servicer, host=host, port=port, security=security, insecure=insecure)
     except (AuthError, RuntimeError) as e:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
         raise UsageError(str(e)) from None
     print(f"serving {name} on {host}:{bound}", flush=True)
-    signal.sigwait(signals)
+    while not stopping:  # the main thread runs the handler, whichever thread took the signal
+        time.sleep(0.2)
     server.stop(1.0).wait()
     if isinstance(servicer, ParameterServerServicer):
         servicer.checkpoint()  # a clean stop leaves nothing to replay
