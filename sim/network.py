@@ -24,7 +24,8 @@ Model choices, and why:
   the server link each time. A flow whose only shared resource is one
   bottleneck, its other links its own, joins that resource's *pool*
   (``sim.fair_share``): equal shares on a virtual clock, O(log n) per start
-  or end. Ring neighbours, lone jobs on a GPU and incasts all stay pooled.
+  or end. Ring neighbours, a server's cores and incasts all stay pooled
+  (a worker's own GPU is not shared at all: a *private* resource, a plain delay).
   Where a flow would share two resources with others (or caps differ), the
   pools it touches are dissolved into progressive filling, vectorised with
   numpy over a padded flow x hop index matrix, on the connected component
@@ -90,6 +91,8 @@ class FlowNetwork:
         self._paths: dict[tuple[str, str], _Path] = {}
         self._jobs: dict[tuple[str, ...], _Path] = {}
         self._works: dict[str, _Path] = {}  # work's own
+        # Private resources: when each one's job in flight ends (see add_resource).
+        self._busy_until: dict[str, float] = {}
         # Pooled flows: which pool holds each resource (its bottleneck or a
         # member's own link), how many filled flows use each, and one heap of
         # pool wake-ups (time, sequence, pool version, pool).
@@ -109,8 +112,15 @@ class FlowNetwork:
 
     # ------------------------------------------------------------------ API
 
-    def add_resource(self, name: str, capacity: float) -> None:
-        """Register a shared resource (e.g. ``cpu:n0`` with capacity = cores)."""
+    def add_resource(self, name: str, capacity: float, private: bool = False) -> None:
+        """Register a shared resource (e.g. ``cpu:n0`` with capacity = cores).
+
+        ``private``: one role alone uses it, one job at a time (a worker's own GPU: its
+        device ops block). Nothing shares it, so a job is a plain delay at the rate a
+        pool of one would give it: one SimPy timeout instead of a flow, a pool and the
+        network's wake-up, for the same times. Its end is an ordinary event, not the
+        network's late wake-up. A second job while one runs is an error.
+        """
         if name in self._index:
             raise ValueError(f"resource {name!r} already exists")
         if not 0 < capacity < math.inf:
@@ -121,6 +131,8 @@ class FlowNetwork:
         self._owner.append(None)
         self._filled.append(0)
         self._pool_carried.append(0.0)
+        if private:
+            self._busy_until[name] = -math.inf
 
     def transfer(
         self,
@@ -154,12 +166,27 @@ class FlowNetwork:
         """
         if amount < 0:
             raise ValueError(f"work of negative amount {amount}")
+        if resource in self._busy_until:
+            return self._private_work(resource, amount, max_rate)
         job = self._works.get(resource)
         if job is None:  # one resource's job, looked up without building a key tuple
             job = self._works[resource] = self._job((resource,))
         if amount == 0:
             return self.env.timeout(0.0)
         return self._submit(job, amount, max_rate, None)
+
+    def _private_work(self, resource: str, amount: float, max_rate: float) -> simpy.Event:
+        """A job on a private resource: a delay. Its work counts as carried from its start
+        (its end is fixed then)."""
+        env, i = self.env, self._index[resource]
+        if env.now < self._busy_until[resource]:
+            raise RuntimeError(f"two jobs at once on the private resource {resource!r}")
+        if not max_rate > 0:
+            raise ValueError(f"max_rate must be > 0, got {max_rate}")
+        seconds = amount / min(max_rate, self._caps[i])
+        self._busy_until[resource] = env.now + seconds
+        self._pool_carried[i] += amount
+        return env.timeout(seconds)
 
     def work_on(
         self, resources: Sequence[str], amount: float, max_rate: float = 1.0

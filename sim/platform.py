@@ -19,6 +19,7 @@ from, what its compute holds, and how a transfer is priced. Two platforms:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -46,8 +47,9 @@ class NominalPlatform:
         net = FlowNetwork(env, self.cluster)
         for host, cores in self.cluster.hosts.items():
             net.add_resource(f"cpu:{host}", cores)
-        for gpu in {self.cluster.workers[r.rank] for r in plan.workers if r.device is not None}:
-            net.add_resource(f"gpu:{gpu}", 1.0)
+        users = Counter(self.cluster.workers[r.rank] for r in plan.workers if r.device is not None)
+        for gpu, n in users.items():  # a worker's own GPU is a plain delay (private)
+            net.add_resource(f"gpu:{gpu}", 1.0, private=n == 1)
         return net
 
     def endpoint(self, role: Role) -> str:

@@ -225,6 +225,27 @@ def test_cpu_sharing_is_piecewise_and_respects_caps() -> None:
     assert ends == pytest.approx({"a": 1.5, "b": 1.5, "c": 2.5, "slow": 2.0, "fast": 2.0})
 
 
+def test_a_private_resource_is_a_delay_for_one_job_at_a_time() -> None:
+    env = simpy.Environment()
+    net = FlowNetwork(env, star(1))
+    net.add_resource("gpu:g0", 2.0, private=True)
+    ends: list[float] = []
+
+    def jobs() -> Generator[Any, Any, None]:
+        yield net.work("gpu:g0", 3.0, max_rate=1.0)  # capped: one unit per second
+        ends.append(env.now)
+        yield net.work("gpu:g0", 3.0, max_rate=math.inf)  # the resource's whole capacity
+        ends.append(env.now)
+
+    env.process(jobs())
+    env.run()
+    assert ends == [3.0, 4.5]
+    assert net.carried_each("gpu:") == {"g0": 6.0}
+    net.work("gpu:g0", 1.0)
+    with pytest.raises(RuntimeError, match="two jobs at once"):
+        net.work("gpu:g0", 1.0)
+
+
 def test_work_needs_a_registered_resource() -> None:
     net = FlowNetwork(simpy.Environment(), star(1))
     with pytest.raises(ValueError, match="add_resource"):
