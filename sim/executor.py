@@ -33,6 +33,7 @@ from pslab.torch_threads import one_torch_thread
 from pslab.trace import Trace
 from sim.collectives import CollectiveOps, Kind, Rendezvous
 from sim.costs import Costs
+from sim.environment import CountingEnvironment
 from sim.platform import LocalPlatform, NominalPlatform
 from sim.server_ops import ServerOps, Shard
 
@@ -61,30 +62,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-class CountingEnvironment(simpy.Environment):
-    """A SimPy environment that counts processed events (for the benchmark's events/s).
-
-    It counts in ``run``'s own loop rather than in an overridden ``step``: a run
-    processes millions of events, and a Python frame less per event is measurable.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events_processed = 0
-
-    def run(self, until: simpy.core.SimTime | simpy.Event | None = None) -> Any:
-        """Run to the end, counting events; with ``until``, SimPy's own loop (uncounted)."""
-        if until is not None:
-            return super().run(until)
-        step = self.step
-        try:
-            while True:
-                step()  # raises EmptySchedule once nothing is left: that is no event
-                self.events_processed += 1
-        except simpy.core.EmptySchedule:
-            return None
 
 
 @dataclass

@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 import simpy
 
-from sim.executor import CountingEnvironment
+from sim.environment import CountingEnvironment
 
 
 def _load(root: Path) -> ModuleType:
