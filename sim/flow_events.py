@@ -65,7 +65,11 @@ class Flow(simpy.Event):
         max_rate: float,
         latency: float,
         tag: Any,
+        root: int,
+        cap: float,
     ) -> None:
+        """``root``: the resource a new pool of it would share; ``cap``: its cap there (its
+        ``max_rate`` and its other resources' capacities)."""
         self.env = env  # Event.__init__ inlined, as simpy.Timeout does: one call less per flow
         self.callbacks = []
         self._value = PENDING
@@ -75,6 +79,8 @@ class Flow(simpy.Event):
         self.max_rate = max_rate
         self.latency = latency
         self.tag = tag
+        self.root = root
+        self.cap = cap
 
     def arrive(self) -> None:
         """The bandwidth phase is over: succeed one path latency from now.

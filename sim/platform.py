@@ -148,6 +148,8 @@ def _is_server(vertex: str) -> bool:
 class LoopbackNetwork(FlowNetwork):
     """Transfers between processes of one machine: CPU on both ends, then the RPC's fixed cost."""
 
+    transfers_are_flows = False  # a gRPC stream: its ends' CPU work, then a wait
+
     def __init__(
         self,
         env: simpy.Environment,

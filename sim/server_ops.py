@@ -16,6 +16,7 @@ import simpy
 from pslab import ops
 from pslab.algorithms.base import Role, server_name
 from pslab.policies import StalenessPolicy
+from sim.flow_events import Flow
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,7 +36,8 @@ class Shard:
     length: int
     policy: StalenessPolicy
     nbytes: int  # what a push or a pull of this shard moves
-    waiters: list[tuple[int, simpy.Event]] = field(default_factory=list)
+    # Pulls waiting for the policy: (worker rank, its name, its buffer, what it waits on).
+    waiters: list[tuple[int, str, str, simpy.Event]] = field(default_factory=list)
     # True while a closed round's mean is being applied: the policy's version
     # has moved on, the parameters have not yet, so pulls wait (the gRPC
     # server does both under one lock, so no pull sees the gap there).
@@ -104,13 +106,23 @@ class ServerOps:
         self._release(shard)
 
     def _release(self, shard: Shard) -> None:
-        still = []
-        for worker, event in shard.waiters:
-            if shard.policy.may_pull(worker):
-                event.succeed()
+        """Answer the waiting pulls the policy now lets go: on a flow network the server
+        starts their transfers itself (``_pull_shard``), in the order they came."""
+        still, flows = [], []
+        may_pull = shard.policy.may_pull
+        for waiter in shard.waiters:
+            rank, name, buf, event = waiter
+            if not may_pull(rank):
+                still.append(waiter)
+            elif isinstance(event, Flow):
+                if self.numerics is not None:  # the server streams the version it has now
+                    self.numerics.pulled(shard.index, name, buf)
+                flows.append(event)
             else:
-                still.append((worker, event))
+                event.succeed()
         shard.waiters = still
+        if flows:
+            self.net.start(flows)
 
     def _op_pull(self, role: Role, op: ops.Pull) -> Proc:
         """Each shard answers as soon as it may (its own round closed), not when all have:
@@ -124,10 +136,20 @@ class ServerOps:
         return min(s.policy.version for s in self.shards), self.model_bytes
 
     def _pull_shard(self, shard: Shard, role: Role, op: ops.Pull) -> Proc:
+        """A pull the policy holds back waits for the server's release. On a flow network
+        it waits on its transfer, which the release starts (one event and one resume less
+        than a gate: what a server that answers held pulls when its round closes does);
+        elsewhere on a gate, its transfer started once the worker is back."""
+        net = self.net
         if shard.applying or not shard.policy.may_pull(role.rank):
+            if net.transfers_are_flows:
+                flow = net.transfer_later(shard.host, self.endpoint[role.name], shard.nbytes)
+                shard.waiters.append((role.rank, role.name, op.buf, flow))
+                yield flow
+                return
             gate = self.env.event()
-            shard.waiters.append((role.rank, gate))
+            shard.waiters.append((role.rank, role.name, op.buf, gate))
             yield gate
         if self.numerics is not None:  # the server streams the version it has now
             self.numerics.pulled(shard.index, role.name, op.buf)
-        yield self.net.transfer(shard.host, self.endpoint[role.name], shard.nbytes)
+        yield net.transfer(shard.host, self.endpoint[role.name], shard.nbytes)

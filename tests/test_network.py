@@ -246,6 +246,24 @@ def test_a_private_resource_is_a_delay_for_one_job_at_a_time() -> None:
         net.work("gpu:g0", 1.0)
 
 
+def test_a_transfer_made_earlier_runs_from_its_start() -> None:
+    env = simpy.Environment()
+    net = FlowNetwork(env, star(2))
+    later = [net.transfer_later("n0", "n1", M, tag="a"), net.transfer_later("n1", "n1", M)]
+    ends: list[tuple[Any, float]] = []
+
+    def waiter(event: simpy.Event) -> Generator[Any, Any, None]:
+        ends.append(((yield event), env.now))
+
+    for event in later:
+        env.process(waiter(event))
+    env.timeout(1.0).callbacks.append(lambda _e: net.start(later))
+    env.run()
+    # the same as a transfer started at 1 s: bandwidth phase, then two hops' latency;
+    # a transfer to itself (no route) is only its latency, none here
+    assert ends == [(None, 1.0), ("a", pytest.approx(1.0 + M / B + 2 * LAT, rel=1e-12))]
+
+
 def test_work_needs_a_registered_resource() -> None:
     net = FlowNetwork(simpy.Environment(), star(1))
     with pytest.raises(ValueError, match="add_resource"):
