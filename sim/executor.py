@@ -23,7 +23,7 @@ import numpy as np
 import simpy
 
 from pslab import ops
-from pslab.algorithms.base import Plan, Role
+from pslab.algorithms.base import Plan, Role, server_name
 from pslab.distributions import role_rng
 from pslab.driver import drive
 from pslab.metrics import compute_metrics
@@ -107,14 +107,16 @@ class SimExecutor(ServerOps, CollectiveOps):
         self.shards: list[Shard] = []
         if plan.server:
             for k, (off, length) in enumerate(plan.shard_ranges):
+                host = platform.server_host(k)
                 self.shards.append(
                     Shard(
                         k,
-                        platform.server_host(k),
+                        host,
                         off,
                         length,
                         plan.server.policy(self.n_workers),
                         length * self.bpp,
+                        self.trace.lane(server_name(k), host, "apply", "server"),
                     )
                 )
         self.registry_host = platform.registry_host
@@ -210,25 +212,6 @@ class SimExecutor(ServerOps, CollectiveOps):
     def _join(self, procs: list[simpy.Process]) -> Proc:
         results = yield self.env.all_of(procs)
         return [results[p] for p in procs]
-
-    def _span(
-        self,
-        role: str,
-        name: str,
-        cat: str,
-        start: float,
-        iteration: int,
-        nbytes: int = 0,
-        blocking: bool = True,
-        on_behalf: tuple[str, ...] = (),
-        args: dict[str, Any] | None = None,
-        host: str | None = None,
-    ) -> None:
-        host = host or self.host_of.get(role, role)
-        now = self.env.now
-        self.trace.record(
-            role, host, name, cat, start, now, iteration, nbytes, blocking, on_behalf, args
-        )
 
     # ----------------------------------------------------------- local work
 

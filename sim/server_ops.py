@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING
 import simpy
 
 from pslab import ops
-from pslab.algorithms.base import Role, server_name
+from pslab.algorithms.base import Role
 from pslab.policies import StalenessPolicy
 from sim.flow_events import Flow
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
+    from pslab.trace import Trace
     from sim.costs import Costs
     from sim.executor import Proc
     from sim.network import FlowNetwork
@@ -36,6 +35,7 @@ class Shard:
     length: int
     policy: StalenessPolicy
     nbytes: int  # what a push or a pull of this shard moves
+    apply_lane: int  # the trace lane of its apply spans (Trace.lane)
     # Pulls waiting for the policy: (worker rank, its name, its buffer, what it waits on).
     waiters: list[tuple[int, str, str, simpy.Event]] = field(default_factory=list)
     # True while a closed round's mean is being applied: the policy's version
@@ -56,7 +56,7 @@ class ServerOps:
     endpoint: dict[str, str]
     bpp: int
     model_bytes: int
-    _span: Callable[..., None]
+    trace: Trace
 
     def _op_push(self, role: Role, op: ops.Push) -> Proc:
         src = self.endpoint[role.name]
@@ -93,17 +93,10 @@ class ServerOps:
         if update is not None:
             assert self.numerics is not None
             self.numerics.apply(shard.index, update)
-        self._span(
-            server_name(shard.index),
-            "apply",
-            "server",
-            start,
-            op.iteration,
-            nbytes,
-            args={"staleness": applied.staleness, "version": applied.version},
-            host=shard.host,
-        )
-        self._release(shard)
+        args = {"staleness": applied.staleness, "version": applied.version}
+        self.trace.record_in(shard.apply_lane, start, self.env.now, op.iteration, nbytes, args=args)
+        if shard.waiters:
+            self._release(shard)
 
     def _release(self, shard: Shard) -> None:
         """Answer the waiting pulls the policy now lets go: on a flow network the server
