@@ -319,16 +319,6 @@ class FlowNetwork:
             self.recomputes += 1
         self._arm()
 
-    def _rerate(self, pool: Pool, now: float) -> float:
-        """A pool's membership changed: its new share, and a wake-up entry at its next
-        finish, which it returns."""
-        at = pool.rerate()
-        heapq.heappush(self._pool_wakes, (at, next(self._seq), pool.version, pool))
-        if now != self._recomputed_at:  # as in _settle
-            self._recomputed_at = now
-            self.recomputes += 1
-        return at
-
     def _pool(self, flow: Flow, now: float) -> bool:
         """Put ``flow`` in a pool if that keeps every pool exact; returns whether it did.
 
@@ -363,7 +353,7 @@ class FlowNetwork:
             owner[r] = pool
         seq = self._seq
         at = pool.join(flow, flow.amount, next(seq), now)
-        heapq.heappush(self._pool_wakes, (at, next(seq), pool.version, pool))  # as _rerate
+        heapq.heappush(self._pool_wakes, (at, next(seq), pool.version, pool))
         if now != self._recomputed_at:
             self._recomputed_at = now
             self.recomputes += 1
@@ -415,23 +405,23 @@ class FlowNetwork:
         self._wake_at = wake_at
         if wake_at < math.inf:
             delay = max(wake_at - self.env.now, 0.0)
-            Late(self.env, delay, self._wake, self._generation)
+            Late(self.env, delay, self._complete, self._generation)
 
-    def _wake(self, event: simpy.Event) -> None:
-        if event.generation == self._generation:  # type: ignore[attr-defined]
-            self._complete()
-
-    def _complete(self) -> None:
-        """Finish every flow done by now; pools re-rate at once, progressive filling at settle.
+    def _complete(self, wake: Late) -> None:
+        """The live wake-up (a superseded one returns at once): finish every flow done by
+        now; pools re-rate at once, progressive filling at settle.
 
         The first zero-latency flow done is the event SimPy would process next: it is
         processed here, without a trip through the event queue (``Flow.arrive_now``).
         """
+        if wake.generation != self._generation:
+            return
         now = self.env.now
         self._wake_at = math.inf
         tol = _TIME_TOL * max(now, 1.0)
         done_flows: list[Flow] = []
         wakes, carried, owner = self._pool_wakes, self._pool_carried, self._owner
+        rerated = False
         while wakes and wakes[0][0] <= now + tol:
             _, _, version, pool = heapq.heappop(wakes)
             if version != pool.version:
@@ -442,11 +432,16 @@ class FlowNetwork:
                     carried[r] += amount
                     owner[r] = None
                 done_flows.append(flow)
-            if pool.queue or pool.heap:
+            if pool.queue or pool.heap:  # re-rated, with a wake-up entry at its next finish
                 owner[pool.resource] = pool
-                self._rerate(pool, now)
+                at = pool.rerate()
+                heapq.heappush(wakes, (at, next(self._seq), pool.version, pool))
+                rerated = True
             else:
                 self._pools.discard(pool)
+        if rerated and now != self._recomputed_at:
+            self._recomputed_at = now
+            self.recomputes += 1
         if self._filling.live_count:
             filled = self._filling.complete(now + tol, self._filled)
             if filled:
