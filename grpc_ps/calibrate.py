@@ -25,6 +25,7 @@ from grpc_ps.probes import (
     Step,
     measure_allreduce,
     measure_allreduce_at,
+    measure_contended_lock,
     measure_rpc,
 )
 from grpc_ps.server import result_finite
@@ -193,6 +194,8 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
     with SpeedTrack() as track:  # the speed through the calibration, reported beside runs
         overshoot, jitter = measure_sleep()
         figures = measure_rpc(nbytes, measure_update(nbytes), step)
+        step("a busy server", 0.68)
+        contended = measure_contended_lock(nbytes, machine().cores)
         step("gloo all-reduce", 0.7)
         gloo = measure_allreduce(nbytes)
         step("cold ops", 0.72)
@@ -212,6 +215,7 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         worker_update_s_per_byte=update_s_per_byte,
         cold_ramp_s=ramp,
         speed=track.speed(),
+        contended_lock_share=contended,
         **gloo,
         **figures,
     )

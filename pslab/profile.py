@@ -72,7 +72,7 @@ class Speed(BaseModel):
         return self.high < other.low or other.high < self.low
 
 
-PROFILE_FORMAT = 12  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 13  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 class Profile(BaseModel):
@@ -101,6 +101,13 @@ class Profile(BaseModel):
         le=1,
         description="share of a transfer's smaller end that runs while the other end runs too "
         "(0: the ends take turns, 1: they run side by side)",
+    )
+    contended_lock_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of a process's interpreter lock that does work while several of "
+        "its threads want it (the rest goes to handing it over; 1: none is lost)",
     )
     rpc_cpu_s: float = Field(ge=0, description="CPU an RPC costs its two processes together")
     update_s_per_byte: float = Field(ge=0, description="server update time per parameter byte")

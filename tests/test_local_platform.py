@@ -148,3 +148,27 @@ def test_calibration_reads_the_overlap_from_a_streams_extra_wall() -> None:
     assert stream_overlap(9.0, 4.0, 9.0) == 1.0  # the larger alone: side by side
     assert stream_overlap(11.0, 4.0, 9.0) == pytest.approx(0.5)
     assert stream_overlap(1.0, 0.0, 9.0) == 1.0  # nothing to overlap: as before
+
+
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_a_busy_process_loses_its_locks_hand_overs(root, share: float) -> None:
+    """Two pushes reach the server at once: the first runs as it would alone, the second
+    first holds the server's lock without a core for (1/share - 1) of its work. So a round
+    takes the server's work plus that, and its CPU stays the work alone."""
+    two = ("topology.workers_per_node=2", "run.iterations=6", "workload.compute_time=0")
+    profile = _profile(server_recv_cpu_s_per_byte=1e-9, contended_lock_share=share)
+    scenario = load_scenario(
+        "scenarios/validation/sync_ps_emulated.yaml", [*two, "workload.io_time=0"]
+    )
+    result = simulate_emulated(scenario, profile)
+    push = 8_000_000 * 1e-9  # 2M parameters, float32
+    assert result.metrics["iteration_time_s"] == pytest.approx(push * (1 + 1 / share), rel=1e-6)
+    assert result.metrics["cpu_time_by_process_s"]["ps-0"] == pytest.approx(2 * push * 6)
+
+
+def test_a_busy_servers_share_counts_only_what_its_clients_left_it() -> None:
+    from grpc_ps.probes import contended_share
+
+    assert contended_share(0.7, 0.8, 2) == pytest.approx(0.7)  # a core was free for it
+    assert contended_share(0.3, 0.5, 1) == pytest.approx(0.6)  # the clients left it half
+    assert contended_share(0.5, 0.5, 1) == 1.0  # it took all they left: the machine held it
