@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from grpc_ps.client import PSClient
+from grpc_ps.load import LoadSampler
 from grpc_ps.memory import keep_freed_pages
 from grpc_ps.server import ParameterServerServicer, serve
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
@@ -238,8 +239,6 @@ def measure_contended_lock(nbytes: int, cores: int, seconds: float = 1.0) -> flo
     clients and other jobs left the server of the machine, where that is less than a core;
     beside more than :data:`BUSY_PROBE_MAX_OTHER_CORES` of other jobs, no loss is kept.
     """
-    from grpc_ps.load import LoadSampler
-
     elements = nbytes // 4
     server = _Server(elements, BUSY_CLIENTS + 1)
     cmd = [sys.executable, "-m", "grpc_ps.probes", "--busy", str(server.port), str(elements)]
