@@ -231,7 +231,7 @@ def measure_contended_lock(nbytes: int, cores: int, seconds: float = 1.0) -> flo
     :data:`BUSY_CLIENTS` processes push and pull ``nbytes`` back to back to it.
 
     Its streams then always overlap, so its interpreter lock is always wanted; yet on a
-    quiet machine here it used 0.89-0.92 of a core (eight probes on 2026-12-06), and the
+    quiet machine here it used 0.89-0.91 of a core (six probes on 2026-12-06), and the
     emulator's own server 0.82-0.86 in runs of benchmarks/saturated_server.py: the rest
     goes to handing the lock and the data between its threads. (Its CPU per push and pull
     grew too, so it served about 48 a second where its calibrated 13 ms each would allow
