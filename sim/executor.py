@@ -215,9 +215,6 @@ class SimExecutor(ServerOps, CollectiveOps):
 
     # ----------------------------------------------------------- local work
 
-    def _device_work(self, role: Role, seconds: float) -> simpy.Event:
-        return self.platform.compute(self.net, role, seconds)
-
     def _op_load(self, role: Role, op: ops.Load) -> Proc:
         yield self.platform.sleep(self.net, role, self.costs.io(self.rngs[role.name]))
         if self.numerics is not None:
@@ -225,13 +222,15 @@ class SimExecutor(ServerOps, CollectiveOps):
         return None, 0
 
     def _op_compute(self, role: Role, op: ops.Compute) -> Proc:
-        yield self._device_work(role, self.costs.compute(self.rngs[role.name], op.fraction))
+        yield self.platform.compute(
+            self.net, role, self.costs.compute(self.rngs[role.name], op.fraction)
+        )
         if self.numerics is not None:
             return self.numerics.compute(role.name, op.iteration, op.phase), 0
         return None, 0
 
     def _op_smooth(self, role: Role, op: ops.Smooth) -> Proc:
-        yield self._device_work(role, self.costs.smooth_s)
+        yield self.platform.compute(self.net, role, self.costs.smooth_s)
         if self.numerics is not None:
             self.numerics.smooth(role.name, op.buf)
         return None, 0
