@@ -52,7 +52,7 @@ import simpy
 from simpy.core import StopSimulation
 
 from sim.fair_share import Pool
-from sim.flow_events import Flow, Late
+from sim.flow_events import Flow, Late, arrive_all
 from sim.max_min import Filling
 from sim.topology import Cluster
 
@@ -447,17 +447,17 @@ class FlowNetwork:
             if filled:
                 done_flows += filled
                 self._request_settle()
-        # Every flow's arrival is scheduled but the first zero-latency one's, processed
-        # last, here (see ``Flow.arrive_now``): not for ``env.run(until=flow)``, whose
-        # stop needs the event in the queue.
-        first, looked = None, False
-        for flow in done_flows:
-            if not looked and not flow.latency:  # the first one without latency, and only it
-                looked = True
+        # Every flow's arrival is scheduled (``arrive_all``) but the first zero-latency
+        # one's, processed last, here (see ``Flow.arrive_now``): not for
+        # ``env.run(until=flow)``, whose stop needs the event in the queue.
+        first = None
+        for k, flow in enumerate(done_flows):
+            if not flow.latency:  # the first one without latency, and only it
                 if StopSimulation.callback not in flow.callbacks:
                     first = flow
-                    continue
-            flow.arrive()
+                    del done_flows[k]
+                break
+        arrive_all(self.env, done_flows)
         self._arm()
         if first is not None:
             first.arrive_now()

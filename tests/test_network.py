@@ -170,6 +170,31 @@ def test_1024_simultaneous_flows_are_one_recompute_and_finish_together() -> None
     assert len(set(done)) == 1
 
 
+def test_flows_arriving_together_are_one_event_in_simpys_order() -> None:
+    """Equal pushes end in one wake-up and arrive as one event (``Arrivals``), yet each
+    waiter runs where SimPy would run it: a process it starts (an URGENT event of the
+    same instant) runs before the next flow's waiter, as with an event per flow."""
+    n = 8
+    cluster = star(n)
+    env = simpy.Environment()
+    net = FlowNetwork(env, cluster)
+    log: list[str] = []
+
+    def child(i: int) -> Generator[Any, Any, None]:
+        log.append(f"child {i}")
+        yield env.timeout(0.0)
+
+    def push(i: int, src: str) -> Generator[Any, Any, None]:
+        yield net.transfer(src, "ps0", M)
+        log.append(f"push {i}")
+        env.process(child(i))
+
+    for i, w in enumerate(cluster.workers):
+        env.process(push(i, w))
+    env.run()
+    assert log == [entry for i in range(n) for entry in (f"push {i}", f"child {i}")]
+
+
 def test_flows_outside_the_changed_component_keep_their_schedule() -> None:
     # Two disjoint links; traffic coming and going on one never moves the other.
     cluster = graph([("a", "b", B), ("c", "d", B)])
