@@ -172,3 +172,20 @@ def test_a_busy_servers_share_counts_only_what_its_clients_left_it() -> None:
     assert contended_share(0.7, 0.8, 2) == pytest.approx(0.7)  # a core was free for it
     assert contended_share(0.3, 0.5, 1) == pytest.approx(0.6)  # the clients left it half
     assert contended_share(0.5, 0.5, 1) == 1.0  # it took all they left: the machine held it
+
+
+@pytest.mark.parametrize(("beside", "end"), [("native_work", 1.0), ("process_work", 2.0)])
+def test_a_gloo_collective_leaves_its_process_lock_free(beside: str, end: float) -> None:
+    """torch's c10d bindings release the interpreter lock for a collective: a process's
+    gloo work and its Python work run side by side on two cores, and both count as its
+    CPU; two Python works in one process take turns on its lock."""
+    from pslab.algorithms import build_plan
+    from sim.platform import LocalPlatform
+
+    plan = build_plan(load_scenario("scenarios/validation/allreduce_2w_emulated.yaml"))
+    env = simpy.Environment()
+    net = LocalPlatform(plan, _profile(), emulated_compute=True).network(env, plan)
+    works = [net.process_work("worker-0", 1.0), getattr(net, beside)("worker-0", 1.0)]
+    env.run(until=env.all_of(works))
+    assert env.now == pytest.approx(end)
+    assert net.carried_each("proc:")["worker-0"] == pytest.approx(2.0)
