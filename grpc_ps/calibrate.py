@@ -33,10 +33,12 @@ from grpc_ps.speed_probe import SpeedTrack
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
 from pslab import rules
 from pslab.profile import PROFILE_FORMAT, Machine, Profile, ProfileError
+from pslab.profile_history import with_history
 from pslab.scenario import Scenario
 from pslab.torch_threads import one_torch_thread
 
 STALE_AFTER_S = 7 * 24 * 3600
+REFRESH_S = 3600  # a compare adds a calibration to the machine's history when the last is older
 DEFAULT_BYTES = 8 << 20
 
 
@@ -266,15 +268,17 @@ def _cached(path: Path) -> Profile | None:
 
 
 def profile_for(scenario: Scenario, step: Step | None = None) -> Profile:
-    """The scenario's named profile, else this machine's cached one, measured when stale."""
+    """The scenario's named profile, else this machine's cached one: each figure the median
+    of its last calibrations (:mod:`pslab.profile_history`), one more taken hourly."""
     if scenario.calibration:
         return with_scenario(Profile.load(Path(scenario.calibration)), scenario, step)
     path = cache_path()
-    profile = _cached(path)
-    if profile is None or not is_fresh(profile):
-        profile = calibrate(scenario, step)
-    updated = with_scenario(profile, scenario, step)
     path.parent.mkdir(parents=True, exist_ok=True)
+    profile = _cached(path)
+    if profile is None or not is_fresh(profile) or time.time() - profile.measured_at > REFRESH_S:
+        history = path.with_name(f"{path.stem}.history.yaml")
+        profile = with_history(calibrate(scenario, step), history, STALE_AFTER_S)
+    updated = with_scenario(profile, scenario, step)
     updated.save(path)
     # what other jobs leave free changes by the second: compare takes it from the measured
     # run itself (grpc_ps.load), not from this moment

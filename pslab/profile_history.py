@@ -1,0 +1,70 @@
+"""A machine's recent calibrations, and the profile that takes each figure's median of them.
+
+One calibration's figures are one moment's draw. On the 2-core development machine the
+same stream measurement, taken in fresh processes a minute apart, put a server's receive
+anywhere in 5.9-11.4e-10 s/B. One validation's calibration (1.34e-9 s/B) over-predicted its
+parameter-server runs by up to 68 % (median error 19.1 %); the median of five validations'
+calibrations, applied to the same runs, gave 10.9 % (max 33.8 %). Timing each figure
+against three fresh server processes did not narrow the draw (a server's receive read
+7.2-10.6 with one server, 7.7-10.7 with three): it is the moment's, not the process's. So a
+compare's cached profile holds each figure's median over the machine's last calibrations,
+and one unlucky moment cannot set a week of predictions.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pslab.profile import PROFILE_FORMAT, Profile
+from pslab.results import write_text_atomic
+
+KEPT = 5  # calibrations the median is taken over
+# not a machine figure: when it was measured, and what other jobs left free at that moment
+# (compare takes the cores from the run itself)
+_NOT_FIGURES = frozenset({"format", "measured_at", "effective_cores"})
+
+
+def figures(profile: Profile) -> dict[str, float]:
+    """The profile's machine-wide scalar figures (the per-scenario tables stay its own)."""
+    data = profile.model_dump()
+    return {
+        k: float(v)
+        for k, v in data.items()
+        if k not in _NOT_FIGURES and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def _entries(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def with_history(profile: Profile, path: Path, max_age_s: float) -> Profile:
+    """Add a fresh calibration to the machine's history at ``path``; return it with each
+    figure the median over the history's last :data:`KEPT` (calibrations of another
+    machine or profile format, or older than ``max_age_s``, are dropped)."""
+    machine = profile.machine.model_dump()
+    kept = [
+        e
+        for e in _entries(path)
+        if isinstance(e, dict)
+        and e.get("format") == PROFILE_FORMAT
+        and e.get("machine") == machine
+        and isinstance(e.get("figures"), dict)
+        and profile.measured_at - float(e.get("measured_at", 0.0)) < max_age_s
+    ]
+    now = {"format": PROFILE_FORMAT, "machine": machine, "measured_at": profile.measured_at}
+    kept = [*kept, {**now, "figures": figures(profile)}][-KEPT:]
+    write_text_atomic(path, yaml.safe_dump(kept, sort_keys=False))
+    medians = {
+        name: statistics.median(e["figures"].get(name, value) for e in kept)
+        for name, value in figures(profile).items()
+    }
+    return profile.model_copy(update=medians)

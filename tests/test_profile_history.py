@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pslab.profile import Machine, Profile
+from pslab.profile_history import KEPT, with_history
+
+DAY = 24 * 3600.0
+
+
+def _calibration(at: float, send: float, overlap: float = 0.5) -> Profile:
+    machine = Machine(hostname="test", cores=2, python="3")
+    return Profile(
+        machine=machine,
+        measured_at=at,
+        effective_cores=2.0 - at / 1e6,  # the moment's, never a median
+        send_cpu_s_per_byte=send,
+        recv_cpu_s_per_byte=0.0,
+        rpc_overhead_s=0.0,
+        rpc_cpu_s=0.0,
+        update_s_per_byte=0.0,
+        stream_overlap=overlap,
+        compute_s={"m@1": at},  # a scenario's table stays the calibration's own
+    )
+
+
+def test_each_figure_is_the_median_of_the_machines_recent_calibrations(tmp_path: Path) -> None:
+    history = tmp_path / "h.yaml"
+    first = with_history(_calibration(0.0, 1e-9, 0.9), history, DAY)
+    assert first.send_cpu_s_per_byte == 1e-9  # alone: itself
+    with_history(_calibration(10.0, 9e-9, 0.1), history, DAY)
+    third = with_history(_calibration(20.0, 2e-9, 0.5), history, DAY)
+    assert third.send_cpu_s_per_byte == 2e-9  # one outlier (9e-9) outvoted
+    assert third.stream_overlap == 0.5
+    assert third.measured_at == 20.0 and third.effective_cores == 2.0 - 20.0 / 1e6
+    assert third.compute_s == {"m@1": 20.0}
+
+
+def test_old_foreign_and_surplus_calibrations_leave_the_history(tmp_path: Path) -> None:
+    history = tmp_path / "h.yaml"
+    with_history(_calibration(0.0, 100e-9), history, DAY)  # too old by the last one's time
+    for k in range(KEPT + 2):
+        latest = with_history(_calibration(DAY + k, (k + 1) * 1e-9), history, DAY)
+    kept = yaml.safe_load(history.read_text())
+    assert [e["measured_at"] for e in kept] == [DAY + k for k in range(2, KEPT + 2)]
+    assert latest.send_cpu_s_per_byte == (KEPT // 2 + 3) * 1e-9  # median of 3..7 ns
+    kept[0]["format"] = -1  # another pslab's: dropped
+    kept[1]["machine"]["cores"] = 64  # another machine's: dropped
+    history.write_text(yaml.safe_dump(kept))
+    again = with_history(_calibration(DAY + 10, 1e-9), history, DAY)
+    assert len(yaml.safe_load(history.read_text())) == KEPT - 1
+    assert again.send_cpu_s_per_byte == pytest.approx(5.5e-9)  # median of 5, 6, 7, 1 ns
+
+
+def test_a_broken_history_file_starts_afresh(tmp_path: Path) -> None:
+    history = tmp_path / "h.yaml"
+    history.write_text("{not: [a list")
+    assert with_history(_calibration(0.0, 3e-9), history, DAY).send_cpu_s_per_byte == 3e-9
+    assert len(yaml.safe_load(history.read_text())) == 1
