@@ -43,17 +43,24 @@ def _proc_cpu(pid: int) -> float:
     return total / 1e9
 
 
+def _probe(*args: object, stdin: int | None = None, **env: str) -> subprocess.Popen[str]:
+    """This module's ``main`` in a process of its own, one OpenMP thread as the launcher
+    runs a role, its stdout a pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "grpc_ps.probes", *map(str, args)],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1", **env),
+    )
+
+
 class _Server:
     """A one-shard ASP server in its own process, as the emulator runs one; this process
     is its worker 0 of ``workers``."""
 
     def __init__(self, elements: int, workers: int = 1) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grpc_ps.probes", "--serve", str(elements), str(workers)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ, OMP_NUM_THREADS="1"),
-        )
+        self.proc = _probe("--serve", elements, workers)
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
         self.client = PSClient([f"127.0.0.1:{self.port}"], 0, workers, elements, timeout=60)
@@ -241,15 +248,8 @@ def measure_contended_lock(nbytes: int, cores: int, seconds: float = 1.0) -> flo
     """
     elements = nbytes // 4
     server = _Server(elements, BUSY_CLIENTS + 1)
-    cmd = [sys.executable, "-m", "grpc_ps.probes", "--busy", str(server.port), str(elements)]
     clients = [
-        subprocess.Popen(
-            [*cmd, str(w), str(seconds + 1.0)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ, OMP_NUM_THREADS="1"),
-        )
+        _probe("--busy", server.port, elements, w, seconds + 1.0, stdin=subprocess.PIPE)
         for w in range(1, BUSY_CLIENTS + 1)
     ]
     ours = [os.getpid(), server.proc.pid, *(c.pid for c in clients)]
@@ -340,11 +340,8 @@ def _gloo(world: int, elements: int) -> _GlooTimes:
     from grpc_ps.launch import free_port
 
     port = free_port()
-    cmd = [sys.executable, "-m", "grpc_ps.probes", "--gloo", str(elements), str(port)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     procs = [
-        subprocess.Popen([*cmd, str(world), str(r)], stdout=subprocess.PIPE, text=True, env=env)
-        for r in range(world)
+        _probe("--gloo", elements, port, world, r, GLOO_SOCKET_IFNAME="lo") for r in range(world)
     ]
     out, _ = procs[0].communicate(timeout=120)
     for p in procs[1:]:

@@ -60,11 +60,12 @@ def with_history(profile: Profile, path: Path, max_age_s: float) -> Profile:
         and isinstance(e.get("figures"), dict)
         and profile.measured_at - float(e.get("measured_at", 0.0)) < max_age_s
     ]
+    own = figures(profile)
     now = {"format": PROFILE_FORMAT, "machine": machine, "measured_at": profile.measured_at}
-    kept = [*kept, {**now, "figures": figures(profile)}][-KEPT:]
+    kept = [*kept, {**now, "figures": own}][-KEPT:]
     write_text_atomic(path, yaml.safe_dump(kept, sort_keys=False))
     medians = {
         name: statistics.median(e["figures"].get(name, value) for e in kept)
-        for name, value in figures(profile).items()
+        for name, value in own.items()
     }
     return profile.model_copy(update=medians)
