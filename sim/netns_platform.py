@@ -8,7 +8,8 @@ loopback (which has no links). :class:`NetnsPlatform` predicts it:
 
 - between hosts, a transfer is a flow over the scenario's host links, shared
   max–min, at the payload rate a shaped link carries (:data:`sim.topology.FRAME_PAYLOAD`),
-  plus the link latency (which the emulator sleeps, as ``tbf`` adds none);
+  plus the link latency (which the emulator sleeps, as ``tbf`` adds none), less what
+  the ports' token buckets pass the moment it starts (:mod:`sim.port_buckets`);
   its CPU work at both ends is priced from the calibration profile as on
   loopback and runs alongside the flow;
 - between processes of one host (a Layered SGD worker and its communicator),
@@ -25,10 +26,11 @@ import simpy
 
 from pslab.algorithms.base import Plan, Role
 from pslab.profile import Profile
-from pslab.topology import host_of
+from pslab.topology import host_links, host_of
 from sim.network import FlowNetwork
 from sim.platform import GlooRing, LocalPlatform, LoopbackNetwork
-from sim.topology import Cluster, build_cluster, netns_graph
+from sim.port_buckets import PortBuckets
+from sim.topology import FRAME_PAYLOAD, Cluster, build_cluster, netns_graph
 
 
 class NetnsNetwork(LoopbackNetwork):
@@ -41,9 +43,11 @@ class NetnsNetwork(LoopbackNetwork):
         profile: Profile,
         ring: GlooRing,
         host_of: dict[str, str],
+        buckets: PortBuckets,
     ) -> None:
         super().__init__(env, cluster, profile, ring, list(host_of))
         self.host_of = host_of
+        self.buckets = buckets
 
     def transfer(
         self,
@@ -58,7 +62,9 @@ class NetnsNetwork(LoopbackNetwork):
         if a == b:
             return super().transfer(src, dst, nbytes, tag, max_rate, collective)
         ends, _ = self.cpu_ends(src, dst, nbytes, collective)
-        flow = FlowNetwork.transfer(self, a, b, nbytes)  # the host path's latency included
+        lent = self.buckets.lend(a, b, nbytes)  # what the ports' buckets pass at once
+        flow = FlowNetwork.transfer(self, a, b, nbytes - lent)  # the path's latency included
+        flow.callbacks.append(lambda _event: self.buckets.done(a, b))
         # what is left after both ends and the link: gloo's step hand-off, or the RPC's wait
         wait = self.ring.step_wait_s if collective else self.profile.rpc_overhead_s
         return self.env.process(self._after([ends, flow], wait, tag))
@@ -71,6 +77,7 @@ class NetnsPlatform(LocalPlatform):
     def __init__(self, plan: Plan, profile: Profile, emulated_compute: bool) -> None:
         super().__init__(plan, profile, emulated_compute)
         nominal = build_cluster(plan.scenario.topology)
+        self.links = host_links(nominal)
         g = netns_graph(nominal)
         self.host_of = {name: host_of(nominal, plan, name) for name in self.processes}
         for name, host in self.host_of.items():
@@ -88,7 +95,9 @@ class NetnsPlatform(LocalPlatform):
         )
 
     def network(self, env: simpy.Environment, plan: Plan) -> FlowNetwork:
-        return NetnsNetwork(env, self.cluster, self.profile, self.ring, self.host_of)
+        fair = plan.scenario.emulation.port_queue == "fair"
+        buckets = PortBuckets(env, self.links, fair, FRAME_PAYLOAD)
+        return NetnsNetwork(env, self.cluster, self.profile, self.ring, self.host_of, buckets)
 
     def host(self, role: Role) -> str:
         return self.host_of[role.name]
