@@ -110,9 +110,10 @@ class ServerOps:
             elif isinstance(event, Flow):
                 if self.numerics is not None:  # the server streams the version it has now
                     self.numerics.pulled(shard.index, name, buf)
+                event.tag = shard.policy.version  # what the pull gets: the version it streams
                 flows.append(event)
             else:
-                event.succeed()
+                event.succeed(shard.policy.version)
         shard.waiters = still
         if flows:
             self.net.start(flows)
@@ -121,15 +122,18 @@ class ServerOps:
         """Each shard answers as soon as it may (its own round closed), not when all have:
         ps-lite, BytePS and the gRPC emulator's shards are separate servers."""
         if len(self.shards) == 1:
-            shard = self.shards[0]
-            yield from self._pull_shard(shard, role, op)
-            return shard.policy.version, self.model_bytes
+            version = yield from self._pull_shard(self.shards[0], role, op)
+            return version, self.model_bytes
         shards = [self.env.process(self._pull_shard(s, role, op)) for s in self.shards]
         yield self.env.all_of(shards)
-        return min(s.policy.version for s in self.shards), self.model_bytes
+        return min(p.value for p in shards), self.model_bytes
 
     def _pull_shard(self, shard: Shard, role: Role, op: ops.Pull) -> Proc:
-        """A pull the policy holds back waits for the server's release. On a flow network
+        """The version the shard streams, read when it answers (as the gRPC shard reads its
+        parameters and version together, then streams them): pushes applied while the
+        bytes are under way are not in it, and count towards the worker's next staleness.
+
+        A pull the policy holds back waits for the server's release. On a flow network
         it waits on its transfer, which the release starts (one event and one resume less
         than a gate: what a server that answers held pulls when its round closes does);
         elsewhere on a gate, its transfer started once the worker is back."""
@@ -138,11 +142,13 @@ class ServerOps:
             if net.transfers_are_flows:
                 flow = net.transfer_later(shard.host, self.endpoint[role.name], shard.nbytes)
                 shard.waiters.append((role.rank, role.name, op.buf, flow))
-                yield flow
-                return
+                return (yield flow)
             gate = self.env.event()
             shard.waiters.append((role.rank, role.name, op.buf, gate))
-            yield gate
+            version = yield gate
+        else:
+            version = shard.policy.version
         if self.numerics is not None:  # the server streams the version it has now
             self.numerics.pulled(shard.index, role.name, op.buf)
         yield net.transfer(shard.host, self.endpoint[role.name], shard.nbytes)
+        return version

@@ -129,10 +129,15 @@ def async_run(n: int, cv: float) -> dict:
 
 
 @pytest.mark.parametrize("n", [4, 8])
-def test_async_staleness_lockstep_is_uniform_over_0_to_n_minus_1(n: int) -> None:
+def test_async_staleness_lockstep_is_n_minus_1(n: int) -> None:
+    """A pull carries the version the server had when it answered, as the gRPC shard reads
+    its parameters and version together: in lock step each worker's pull is answered right
+    after its own push is applied, before the other pushes of that instant, so every later
+    push finds the n - 1 others applied since its pull (the first round's find fewer).
+    Measured with emulated compute: 4.76-4.83 for 6 workers, 6.68-6.74 for 8."""
     st = async_run(n, cv=0.0)["staleness"]
-    assert st["mean"] == pytest.approx((n - 1) / 2, rel=0.05)
     assert st["max"] == n - 1
+    assert st["histogram"][str(n - 1)] == sum(st["histogram"].values()) - (n - 1)
 
 
 @pytest.mark.parametrize("n", [4, 8])
