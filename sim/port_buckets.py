@@ -77,7 +77,7 @@ class PortBuckets:
         for bucket in path:
             bucket.tokens -= frames
             bucket.busy += 1
-        return frames * self.payload
+        return min(frames * self.payload, nbytes)  # (n / p) * p can exceed n by a rounding
 
     def done(self, a: str, b: str) -> None:
         """The transfer from ``a`` to ``b`` has ended: a bucket it leaves idle starts filling."""

@@ -45,6 +45,13 @@ def test_a_transfer_gets_the_least_its_two_ports_hold() -> None:
     assert buckets.lend("n0", "n1", 1e6) == pytest.approx(BURST * 3 / 4)
 
 
+def test_a_small_transfer_is_lent_all_of_itself_and_no_more() -> None:
+    """Frames to payload and back can round above the transfer (123 bytes at 1448/1514):
+    what is left to queue is never negative."""
+    buckets = PortBuckets(simpy.Environment(), LINKS, True, payload=FRAME_PAYLOAD)
+    assert buckets.lend("n0", "ps0", 123.0) == 123.0
+
+
 def test_a_fifo_port_has_one_bucket_for_every_peer() -> None:
     _, buckets = _buckets(fair=False)
     assert buckets.lend("n0", "ps0", 1e6) == BURST
