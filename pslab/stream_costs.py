@@ -23,10 +23,13 @@ def rpc_ramp_s(profile: Profile) -> float:
     return profile.rpc_cold_ramp_s or profile.cold_ramp_s
 
 
-def stream_end(profile: Profile, nbytes: float, sending: bool, server: bool) -> EndCost:
+def stream_end(
+    profile: Profile, nbytes: float, sending: bool, server: bool, rpc_share: float = 1.0
+) -> EndCost:
     """One end of a transfer of ``nbytes``: per-byte work (a gRPC server's end measured on
     its own, a client's otherwise), half an RPC's fixed CPU; cold, half an RPC's cold
-    extra and the per-byte extra of a stream entered idle."""
+    extra and the per-byte extra of a stream entered idle. ``rpc_share``: the part of the
+    RPC's fixed figures this transfer carries (½ for each leg of a request and its reply)."""
     p = profile
     if sending:
         per_byte = p.server_send_cpu_s_per_byte if server else 0.0
@@ -36,6 +39,5 @@ def stream_end(profile: Profile, nbytes: float, sending: bool, server: bool) -> 
         per_byte = p.server_recv_cpu_s_per_byte if server else 0.0
         per_byte = per_byte or p.recv_cpu_s_per_byte
         cold_per_byte = p.recv_cold_cpu_s_per_byte
-    return EndCost(
-        nbytes * per_byte + p.rpc_cpu_s / 2, p.rpc_cold_cpu_s / 2 + nbytes * cold_per_byte
-    )
+    fixed, cold = p.rpc_cpu_s / 2 * rpc_share, p.rpc_cold_cpu_s / 2 * rpc_share
+    return EndCost(nbytes * per_byte + fixed, cold + nbytes * cold_per_byte)

@@ -248,15 +248,16 @@ class SimExecutor(ServerOps, CollectiveOps):
 
     def _op_report_loss(self, role: Role, op: ops.ReportLoss) -> Proc:
         """Answered as the registry answers: asynchronous at arrival, synchronous once the
-        round's last report is in (``LeaderRounds``), whenever the reply arrives."""
+        round's last report is in (``LeaderRounds``), whenever the reply arrives. The
+        request and the reply are one RPC: each leg carries half its fixed cost."""
         assert self.leaders is not None
         src = self.endpoint[role.name]
-        yield self.net.transfer(src, self.registry_host, SMALL_MESSAGE)
+        yield self.net.transfer(src, self.registry_host, SMALL_MESSAGE, rpc_share=0.5)
         self.leaders.report(role.rank, op.iteration, op.loss)
         if self.leaders.sync:
             everyone = tuple(w.name for w in self.plan.workers)
             yield self._collective(role, "report", everyone, lambda done: done.succeed())
-        yield self.net.transfer(self.registry_host, src, SMALL_MESSAGE)
+        yield self.net.transfer(self.registry_host, src, SMALL_MESSAGE, rpc_share=0.5)
         local, global_ = self.leaders.answer(role.rank, op.iteration)
         return ops.Leaders(f"worker-{local}", f"worker-{global_}"), SMALL_MESSAGE
 

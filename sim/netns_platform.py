@@ -57,16 +57,17 @@ class NetnsNetwork(LoopbackNetwork):
         tag: object = None,
         max_rate: float = math.inf,
         collective: bool = False,
+        rpc_share: float = 1.0,
     ) -> simpy.Event:
         a, b = self.host_of[src], self.host_of[dst]
         if a == b:
-            return super().transfer(src, dst, nbytes, tag, max_rate, collective)
-        ends, _ = self.cpu_ends(src, dst, nbytes, collective)
+            return super().transfer(src, dst, nbytes, tag, max_rate, collective, rpc_share)
+        ends, _ = self.cpu_ends(src, dst, nbytes, collective, rpc_share)
         lent = self.buckets.lend(a, b, nbytes)  # what the ports' buckets pass at once
         flow = FlowNetwork.transfer(self, a, b, nbytes - lent)  # the path's latency included
         flow.callbacks.append(lambda _event: self.buckets.done(a, b))
         # what is left after both ends and the link: gloo's step hand-off, or the RPC's wait
-        wait = self.ring.step_wait_s if collective else self.profile.rpc_overhead_s
+        wait = self.ring.step_wait_s if collective else self.profile.rpc_overhead_s * rpc_share
         return self.env.process(self._after([ends, flow], wait, tag))
 
 

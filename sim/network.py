@@ -146,6 +146,7 @@ class FlowNetwork:
         tag: Any = None,
         max_rate: float = math.inf,
         collective: bool = False,
+        rpc_share: float = 1.0,
     ) -> simpy.Event:
         """Move ``nbytes`` from ``src`` to ``dst``; the event's value is ``tag``.
 
@@ -153,7 +154,9 @@ class FlowNetwork:
         phase plus the path latency. ``max_rate`` caps the flow (bytes/s), for
         a sender that cannot go faster than its software path. ``collective``
         marks a member's share of a ring collective; links price it like any
-        other flow.
+        other flow. ``rpc_share``: the part of one RPC's fixed software cost this
+        transfer carries (½ for each leg of a request and its reply); a link
+        carries every message whole, so only the machine platforms read it.
         """
         if nbytes < 0:
             raise ValueError(f"transfer of negative size {nbytes}")

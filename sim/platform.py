@@ -179,15 +179,22 @@ class LoopbackNetwork(FlowNetwork):
         tag: object = None,
         max_rate: float = math.inf,
         collective: bool = False,
+        rpc_share: float = 1.0,
     ) -> simpy.Event:
         """A gRPC stream, or a member's share of a gloo ring over TCP: each priced as measured."""
-        ends, wait = self.cpu_ends(src, dst, nbytes, collective)
+        ends, wait = self.cpu_ends(src, dst, nbytes, collective, rpc_share)
         return self.env.process(self._after([ends], wait, tag))
 
     def cpu_ends(
-        self, src: str, dst: str, nbytes: float, collective: bool
+        self, src: str, dst: str, nbytes: float, collective: bool, rpc_share: float = 1.0
     ) -> tuple[simpy.Event, float]:
-        """A transfer's CPU work at its two ends, done when both are, and the wait after."""
+        """A transfer's CPU work at its two ends, done when both are, and the wait after.
+
+        ``rpc_share``: the part of an RPC's fixed CPU, cold extra and wait it carries. The
+        profile measures them per round trip (a request and its reply), so a unary RPC
+        priced as two transfers, its request and, once the server answers, its reply (a
+        synchronous loss report, answered when the round's last is in), carries half on
+        each leg; charged whole on both it counted the RPC twice."""
         p = self.profile
         if collective:  # the executor adds the ring's other steps' latency
             # a member sends once per ring: its cold CPU rides on its send
@@ -198,9 +205,10 @@ class LoopbackNetwork(FlowNetwork):
             send = self.cold_work(src, "allreduce", send_cpu, cold, ramp, native=True)
             recv = self.cold_work(dst, "allreduce", recv_cpu, 0.0, ramp, native=True)
             return self.env.all_of([send, recv]), self.cluster.path_latency(src, dst)
-        send = stream_end(p, nbytes, True, _is_server(src))
-        recv = stream_end(p, nbytes, False, _is_server(dst))
-        return self.env.process(self._stream(src, dst, send, recv)), p.rpc_overhead_s
+        send = stream_end(p, nbytes, True, _is_server(src), rpc_share)
+        recv = stream_end(p, nbytes, False, _is_server(dst), rpc_share)
+        stream = self.env.process(self._stream(src, dst, send, recv))
+        return stream, p.rpc_overhead_s * rpc_share
 
     def _stream(
         self, src: str, dst: str, send: EndCost, recv: EndCost

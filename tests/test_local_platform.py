@@ -141,6 +141,23 @@ def test_a_lone_streams_ends_overlap_as_calibrated(root, overlap: float) -> None
     assert ops["push"] == pytest.approx(send + recv - overlap * send, rel=1e-6)
 
 
+def test_a_loss_report_and_its_answer_are_one_rpc(root) -> None:
+    """A synchronous loss report is priced as two transfers, the request and, once the
+    round's reports are in, the answer; the profile's RPC figures are per round trip, so
+    together they cost one RPC's fixed CPU and wait, not two."""
+    cpu, wait = 2 * MS, 1 * MS
+    profile = _profile(rpc_cpu_s=cpu, rpc_overhead_s=wait, stream_overlap=0.0)
+    ops = _ops(
+        "leader_sgd_real.yaml",
+        profile,
+        "topology.workers_per_node=1",
+        "algorithm.groups=1",
+        "emulation.compute=emulated",
+        "run.iterations=8",
+    )
+    assert ops["report_loss"] == pytest.approx(cpu + wait, rel=1e-9)
+
+
 def test_calibration_reads_the_overlap_from_a_streams_extra_wall() -> None:
     from grpc_ps.probes import stream_overlap
 
