@@ -120,54 +120,76 @@ def measure_free_cores(cores: int, seconds: float = 0.5) -> float:
         return min(float(sum(pool.map(_spin, [seconds] * cores))), float(cores))
 
 
+UpdateFit = tuple[float, float]  # an SGD step's fixed seconds and seconds per parameter byte
 EVICT_BYTES = 64 << 20  # more than this machine's caches: what other processes leave behind
 UPDATE_REPEATS = 10
 
 
-def measure_worker_update(nbytes: int) -> tuple[float, float]:
-    """A worker's SGD step (one torch thread) as a run meets it: after idling while other
-    processes swept the caches. Its fixed seconds and seconds per parameter byte, from a
-    tiny and a ``nbytes`` model.
+def measure_worker_update(nbytes: int) -> tuple[UpdateFit, UpdateFit]:
+    """A worker's SGD step (one torch thread) as a run meets it after idling while other
+    processes swept the caches, and back to back: each as fixed seconds and seconds per
+    parameter byte, from a tiny and a ``nbytes`` model.
 
     Back to back, an 8 MB step took 1.2 ms here; after a 40 ms sleep and a sweep of
     64 MB, 2.3 ms, as the emulated runs' workers spent on it (2.0 ms). A 20 KB step went
-    from 0.01 to 0.2 ms: its code and the interpreter's had gone cold too."""
+    from 0.01 to 0.2 ms: its code and the interpreter's had gone cold too. A step right
+    after a real forward+backward meets them warm: digits_mlp's took 0.06-0.09 ms in the
+    runs of 7 December where the cold figure predicted 0.25-0.42 ms."""
     evict = np.ones(EVICT_BYTES // 8)
 
-    def cold_step(n: int) -> float:
+    def step(n: int, cold: bool) -> float:
         bufs = {"params": torch.zeros(n), "grad": torch.ones(n)}
         rules.sgd(bufs, 0.1)  # the scratch buffer exists in a run from its first step
         times = []
         for _ in range(UPDATE_REPEATS):
-            time.sleep(COLD_GAP_S)
-            evict.sum()
+            if cold:
+                time.sleep(COLD_GAP_S)
+                evict.sum()
             t0 = time.perf_counter()
             rules.sgd(bufs, 0.1)
             times.append(time.perf_counter() - t0)
         return float(np.median(times))
 
+    def fit(cold: bool) -> UpdateFit:
+        fixed, big = step(tiny, cold), step(n, cold)
+        per_byte = max(big - fixed, 0.0) / (4 * (n - tiny))
+        return max(fixed - 4 * tiny * per_byte, 0.0), per_byte
+
+    tiny, n = 1024, max(nbytes // 4, 2048)
     with one_torch_thread():
-        tiny, n = 1024, max(nbytes // 4, 2048)
-        fixed, big = cold_step(tiny), cold_step(n)
-    per_byte = max(big - fixed, 0.0) / (4 * (n - tiny))
-    return max(fixed - 4 * tiny * per_byte, 0.0), per_byte
+        return fit(cold=True), fit(cold=False)
 
 
-def _forward_backward(model: str, batch: int) -> Callable[[int], None]:
+def _load_and_compute(
+    model: str, batch: int
+) -> tuple[Callable[[int], object], Callable[[int], object]]:
+    """A launched worker's two ops on batch ``i``: its load's fetch and its compute."""
     from pslab.data import Batches, load
     from pslab.models import FlatModel
 
     net = FlatModel(model, 0, torch.device("cpu"))
     batches = Batches(load(0, torch.device("cpu")), 0, 1, batch, 0)
-    return lambda i: net.forward_backward(*batches.batch(i))
+    loaded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def fetch(i: int) -> None:
+        loaded[i] = batches.batch(i)
+
+    return fetch, lambda i: net.forward_backward(*loaded.pop(i))
 
 
 def measure_compute(model: str, batch: int) -> tuple[float, float, float]:
     """Forward+backward seconds per batch back to back and after idling (one torch thread,
     as a launched worker runs it), and the idle gap over which it goes from one to the
-    other."""
+    other.
+
+    Timed as a run's compute op is: the batch is fetched after the gap, untimed, as the
+    load op does after its sleep, and only the forward+backward is timed. Timing the
+    fetch too read digits_mlp at 0.31-0.33 ms hot and 1.00-1.23 ms after 5-20 ms asleep
+    here (7 December), against 0.26-0.28 and 0.74-0.87 ms as a run meets it; the runs'
+    compute ops measured 0.36-0.95 ms where the old figures predicted 0.96-1.40."""
     with one_torch_thread():
-        costs = costs_after_gaps(_forward_backward(model, batch))
+        fetch, compute = _load_and_compute(model, batch)
+        costs = costs_after_gaps(compute, prepare=fetch)
     return float(costs[0]), float(costs[-1]), ramp(costs)
 
 
@@ -203,7 +225,7 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         step("cold ops", 0.72)
         ramp = measure_cold_ramp()
         step("worker update", 0.75)
-        update_s, update_s_per_byte = measure_worker_update(nbytes)
+        (update_s, update_s_per_byte), hot_update = measure_worker_update(nbytes)
         step("free cores", 0.81)
         free = measure_free_cores(machine().cores)
     profile = Profile(
@@ -215,6 +237,8 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         sleep_jitter_s=jitter,
         worker_update_s=update_s,
         worker_update_s_per_byte=update_s_per_byte,
+        worker_update_hot_s=hot_update[0],
+        worker_update_hot_s_per_byte=hot_update[1],
         cold_ramp_s=ramp,
         speed=track.speed(),
         contended_lock_share=contended,

@@ -15,20 +15,34 @@ COLD_GAP_S = 0.04  # idle this long, an op has gone fully cold
 RAMP_GAPS_S = (0.0, 0.001, 0.0025, 0.005, 0.01, 0.02, COLD_GAP_S)
 
 
-def per_call(fn: Callable[[int], object], calls: range, gap: float = 0.0) -> float:
+def per_call(
+    fn: Callable[[int], object],
+    calls: range,
+    gap: float = 0.0,
+    prepare: Callable[[int], object] | None = None,
+) -> float:
     """Median seconds of ``fn(i)`` over ``calls``, each after ``gap`` seconds asleep
-    (the median: a call another job preempted says nothing about this one)."""
+    (the median: a call another job preempted says nothing about this one).
+
+    ``prepare(i)``: what a run does between the gap and the op, untimed: a worker's load
+    fetches its batch after the load's sleep, and the compute op starts on it."""
     seconds = []
     for i in calls:
         if gap:
             time.sleep(gap)
+        if prepare is not None:
+            prepare(i)
         t0 = time.perf_counter()
         fn(i)
         seconds.append(time.perf_counter() - t0)
     return float(np.median(seconds))
 
 
-def costs_after_gaps(fn: Callable[[int], object], rounds: int = 30) -> np.ndarray:
+def costs_after_gaps(
+    fn: Callable[[int], object],
+    rounds: int = 30,
+    prepare: Callable[[int], object] | None = None,
+) -> np.ndarray:
     """Median seconds of ``fn`` after each idle gap of :data:`RAMP_GAPS_S` (the last is
     :data:`COLD_GAP_S`).
 
@@ -37,12 +51,13 @@ def costs_after_gaps(fn: Callable[[int], object], rounds: int = 30) -> np.ndarra
     fits of a small push's ramp came out 4.0, 12.5 and 6.0 ms; taking turns, 5.5, 7.5 and
     6.0 ms. A ramp decides whether an RPC after a 5 ms load is charged as hot or as cold,
     which moved the real-compute predictions by up to 20 %."""
-    per_call(fn, range(20))
+    per_call(fn, range(20), prepare=prepare)
     seconds: list[list[float]] = [[] for _ in RAMP_GAPS_S]
     call = 0
     for _ in range(rounds):
         for after, gap in zip(seconds, RAMP_GAPS_S, strict=True):
-            after.append(per_call(fn, range(call, call + 1), gap))  # one call, after its gap
+            # one call, after its gap
+            after.append(per_call(fn, range(call, call + 1), gap, prepare))
             call += 1
     return np.array([np.median(s) for s in seconds])
 

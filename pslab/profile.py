@@ -72,7 +72,7 @@ class Speed(BaseModel):
         return self.high < other.low or other.high < self.low
 
 
-PROFILE_FORMAT = 13  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 14  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 class Profile(BaseModel):
@@ -118,6 +118,12 @@ class Profile(BaseModel):
     )
     worker_update_s_per_byte: float = Field(
         0.0, ge=0, description="a worker's torch SGD step per parameter byte, caches cold"
+    )
+    worker_update_hot_s: float | None = Field(
+        None, ge=0, description="that step's fixed seconds back to back (None: not measured)"
+    )
+    worker_update_hot_s_per_byte: float | None = Field(
+        None, ge=0, description="that step per parameter byte back to back (None: not measured)"
     )
     compute_s: dict[str, float] = Field(
         default_factory=dict, description="real forward+backward per batch, key 'model@batch'"

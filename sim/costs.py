@@ -27,11 +27,13 @@ class MachineCosts(NamedTuple):
     figures: the one way a calibration's numbers reach the simulator's durations.
 
     ``compute_s``: a real (torch) step as measured, or None where compute is the
-    scenario's (emulated compute sleeps exactly that)."""
+    scenario's (emulated compute sleeps exactly that). ``worker_update`` is a worker's
+    step with its caches cold, ``worker_update_hot`` back to back (None: not measured)."""
 
     compute_s: float | None
     server_update_s_per_byte: float
     worker_update: UpdateCost
+    worker_update_hot: UpdateCost | None = None
 
 
 class Costs:
@@ -80,3 +82,10 @@ class Costs:
             cost = self.machine.worker_update
             return cost.fixed_s + nbytes * cost.per_byte_s
         return self.update(nbytes)
+
+    def worker_update_hot(self, nbytes: int) -> float:
+        """The step back to back; where that was not measured, the one figure there is."""
+        if self.machine is not None and self.machine.worker_update_hot is not None:
+            cost = self.machine.worker_update_hot
+            return cost.fixed_s + nbytes * cost.per_byte_s
+        return self.worker_update(nbytes)

@@ -137,7 +137,6 @@ class SimExecutor(ServerOps, CollectiveOps):
         self._latency: dict[tuple[str, str], float] = {}
         self.endpoint = {r.name: platform.endpoint(r) for r in plan.roles}
         self.host_of = {r.name: platform.host(r) for r in plan.roles}
-        self.cpu_of = {r.name: platform.cpu_of(r) for r in plan.roles}
         self.rngs = {r.name: role_rng(scenario.run.seed, r.name) for r in plan.roles}
         self.numerics = (
             _numerics(plan, [(s.offset, s.length) for s in self.shards])
@@ -237,8 +236,9 @@ class SimExecutor(ServerOps, CollectiveOps):
 
     def _op_update(self, role: Role, op: ops.Update) -> Proc:
         if role.device is None:
-            yield self.platform.cpu_work(
-                self.net, self.cpu_of[role.name], self.costs.worker_update(self.model_bytes)
+            n, costs = self.model_bytes, self.costs
+            yield self.platform.update(
+                self.net, role, costs.worker_update_hot(n), costs.worker_update(n)
             )
         if self.numerics is not None:
             self.numerics.update(role.name, op.rule, op.kwargs)

@@ -72,6 +72,10 @@ class NominalPlatform:
     def cpu_work(self, net: FlowNetwork, where: str, seconds: float) -> simpy.Event:
         return net.work(f"cpu:{where}", seconds)
 
+    def update(self, net: FlowNetwork, role: Role, hot_s: float, cold_s: float) -> simpy.Event:
+        """A local SGD step on the role's CPU: a cluster's figure has no warmth, the cold one."""
+        return self.cpu_work(net, self.cpu_of(role), cold_s)
+
     def sleep(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
         return net.env.timeout(seconds)
 
@@ -303,6 +307,14 @@ class LoopbackNetwork(FlowNetwork):
         return tag
 
 
+def _hot_update(profile: Profile) -> UpdateCost | None:
+    fixed, per_byte = profile.worker_update_hot_s, profile.worker_update_hot_s_per_byte
+    return None if fixed is None or per_byte is None else UpdateCost(fixed, per_byte)
+
+
+TORCH = "torch"  # a process's warmth for its tensor work: a real compute, an SGD step
+
+
 class LocalPlatform:
     def __init__(self, plan: Plan, profile: Profile, emulated_compute: bool) -> None:
         self.profile = profile
@@ -316,6 +328,7 @@ class LocalPlatform:
             compute_s=None if emulated_compute else profile.compute_s[key],
             server_update_s_per_byte=profile.update_s_per_byte,
             worker_update=UpdateCost(profile.worker_update_s, profile.worker_update_s_per_byte),
+            worker_update_hot=_hot_update(profile),
         )
         self._jitter = {
             r.name: role_rng(plan.scenario.run.seed, f"{r.name}:sleep") for r in plan.roles
@@ -359,6 +372,15 @@ class LocalPlatform:
         assert isinstance(net, LoopbackNetwork)
         return net.process_work(where, seconds)
 
+    def update(self, net: FlowNetwork, role: Role, hot_s: float, cold_s: float) -> simpy.Event:
+        """A local SGD step: its back-to-back cost plus what the process's idle gap from
+        tensor work made cold (the calibration's cold figure after the profile's ramp). A
+        step right after a real compute meets the caches warm; after a sleep (emulated
+        compute) or a transfer, cold."""
+        assert isinstance(net, LoopbackNetwork)
+        extra = max(cold_s - hot_s, 0.0)
+        return net.cold_work(role.name, TORCH, hot_s, extra, self.profile.cold_ramp_s)
+
     def sleep(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
         """A real ``time.sleep``: it overshoots by a little, and by a different little each
         time. That jitter is what spreads asynchronous workers out of lock-step in real runs,
@@ -380,4 +402,5 @@ class LocalPlatform:
         # caches for the others (four computing at once took 0.58 ms each on two cores where a
         # lone cold one takes 0.83 ms), so its warmth is the machine's, not the process's.
         cold, ramp = self.compute_cold_extra, self.compute_ramp_s
-        return net.cold_work(role.name, "compute", seconds, cold, ramp, warm_as=MACHINE)
+        done = net.cold_work(role.name, "compute", seconds, cold, ramp, warm_as=MACHINE)
+        return net.warmth.ran(role.name, TORCH, done)

@@ -127,6 +127,31 @@ def test_a_workers_update_pays_its_fixed_and_its_per_byte_cost(root) -> None:
     assert ops["update"] == pytest.approx(fixed + 4e6 * per_byte, rel=1e-9)
 
 
+@pytest.mark.parametrize("compute", ["real", "emulated"])
+def test_a_workers_update_is_warm_right_after_a_real_compute(root, compute: str) -> None:
+    """A step right after a real forward+backward meets the process's tensor caches warm
+    and costs its back-to-back figure; after a sleep longer than the ramp (an emulated
+    compute, a load), its cold one. One worker, so a span is its CPU."""
+    cold, hot = 0.3 * MS, 0.02 * MS
+    profile = _profile(
+        worker_update_s=cold,
+        worker_update_hot_s=hot,
+        worker_update_hot_s_per_byte=0.0,
+        cold_ramp_s=2 * MS,
+        compute_s={"digits_mlp@32": 1 * MS},
+        compute_cold_s={"digits_mlp@32": 1 * MS},
+    )
+    ops = _ops(
+        "local_sgd_real.yaml",
+        profile,
+        "topology.workers_per_node=1",
+        f"emulation.compute={compute}",
+        "algorithm.tau=1000",  # no averaging: every update is a local step after compute
+        "run.iterations=8",
+    )
+    assert ops["update"] == pytest.approx(hot if compute == "real" else cold, rel=1e-9)
+
+
 @pytest.mark.parametrize("overlap", [0.0, 0.5, 1.0])
 def test_a_lone_streams_ends_overlap_as_calibrated(root, overlap: float) -> None:
     """A push's client and server ends: the larger plus (1 - overlap) of the smaller, as

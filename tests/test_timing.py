@@ -25,3 +25,21 @@ def test_each_gap_is_timed_after_that_gap_and_the_gaps_take_turns() -> None:
         assert (cost > 0.0015) == (gap >= 0.005), (gap, cost)
     timed = order[20:]  # after the warm-up calls
     assert timed == sorted(set(timed)) and len(timed) == 3 * len(RAMP_GAPS_S)
+
+
+def test_what_a_run_does_before_the_op_is_done_after_the_gap_and_not_timed() -> None:
+    """A compute op starts on the batch its load fetched after the load's sleep: the fetch
+    (here 3 ms) runs after each gap, on the same call, and is not in the op's time."""
+    events: list[tuple[str, int]] = []
+
+    def fetch(i: int) -> None:
+        events.append(("fetch", i))
+        time.sleep(0.003)
+
+    def op(i: int) -> None:
+        assert events[-1] == ("fetch", i)
+        events.append(("op", i))
+
+    costs = costs_after_gaps(op, rounds=2, prepare=fetch)
+    assert max(costs) < 0.0015
+    assert len(events) == 2 * (20 + 2 * len(RAMP_GAPS_S))
