@@ -1,7 +1,11 @@
 """Collectives as the flows they make: rings as dataflows, rooted ones as fan-in/fan-out.
 
 A ring member moves on when its own data are in, as gloo's and NCCL's do: no
-barrier between the ring's steps (``ring_chain``).
+barrier between the ring's steps (``ring_chain``). Rooted collectives are
+dataflows too, as the emulator's communicator serves them: a member's reduce
+streams its part when the member gets there and ends when that part is in; the
+root's ends when every part is; the root's broadcast offers its data and goes
+on, and each member receives when it asks, once the data are offered.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Rendezvous:
 
     done: simpy.Event
     arrived: int = 0
+    left: int = 0  # a rooted call's: members whose part is still to reach the root
 
 
 class CollectiveOps:
@@ -221,36 +226,53 @@ class CollectiveOps:
         yield self._collective(role, "allreduce", op.group, body)
         return None, nbytes
 
+    def _rooted(self, role: Role, kind: Kind, group: tuple[str, ...], root: str) -> Rendezvous:
+        """This role's next rooted call of (kind, group), matched as ``_collective`` matches
+        (by each member's sequence number); its ``done`` is the root's: every part in
+        (reduce), the data offered (broadcast). No member waits for another to arrive."""
+        gid = self._group_id(role.name, kind, group)
+        mine = (role.name, kind, gid)
+        n = self.seq[mine]
+        self.seq[mine] = n + 1
+        key = (kind, gid, n)
+        call = self.rendezvous.get(key)
+        if call is None:
+            left = sum(1 for m in group if m != root)
+            call = self.rendezvous[key] = Rendezvous(self.env.event(), left=left)
+        call.arrived += 1
+        if call.arrived == len(group):
+            del self.rendezvous[key]
+        return call
+
     def _op_reduce(self, role: Role, op: ops.Reduce) -> Proc:
+        """A member streams its part to the root now and is done when it is in (the
+        communicator's Reduce returns once the part is summed); the root is done when every
+        part is, as its ``collect`` blocks until then."""
         nbytes = self._span_bytes(op.span)
-        root = self.endpoint[op.root]
-
-        def body(done: simpy.Event) -> None:
-            if self.numerics is not None:
-                self.numerics.reduce(op.group, op.root, op.buf, op.span)
-            sends = [
-                self.net.transfer(src, root, nbytes)
-                for src in map(self.endpoint.__getitem__, op.group)
-                if src != root  # the root's own share stays put: no time, no event
-            ]
-            self._when_all(sends, done.succeed)
-
-        yield self._collective(role, ("reduce", op.root), op.group, body)
+        call = self._rooted(role, ("reduce", op.root), op.group, op.root)
+        if role.name != op.root:
+            yield self.net.transfer(self.endpoint[role.name], self.endpoint[op.root], nbytes)
+            call.left -= 1
+            if not call.left:
+                call.done.succeed()
+            return None, nbytes
+        if call.left:
+            yield call.done
+        if self.numerics is not None:  # the members' parts, unchanged since they were sent
+            self.numerics.reduce(op.group, op.root, op.buf, op.span)
         return None, nbytes
 
     def _op_broadcast(self, role: Role, op: ops.Broadcast) -> Proc:
+        """The root offers its data and goes on (the communicator's ``offer``); a member
+        receives once it asks and the data are offered, as its Broadcast call blocks."""
         nbytes = self._span_bytes(op.span)
-        root = self.endpoint[op.root]
-
-        def body(done: simpy.Event) -> None:
-            if self.numerics is not None:
+        call = self._rooted(role, ("broadcast", op.root), op.group, op.root)
+        if role.name == op.root:
+            if self.numerics is not None:  # what every member receives: the root's now
                 self.numerics.broadcast(op.group, op.root, op.buf, op.span)
-            sends = [
-                self.net.transfer(root, dst, nbytes)
-                for dst in map(self.endpoint.__getitem__, op.group)
-                if dst != root
-            ]
-            self._when_all(sends, done.succeed)
-
-        yield self._collective(role, ("broadcast", op.root), op.group, body)
+            call.done.succeed()
+            return None, nbytes
+        if not call.done.triggered:
+            yield call.done
+        yield self.net.transfer(self.endpoint[op.root], self.endpoint[role.name], nbytes)
         return None, nbytes

@@ -120,6 +120,34 @@ def test_layered_sgd_exposes_allreduce_when_io_is_short() -> None:
     assert exposed["exposed_comm_time_s"] > 0.048
 
 
+def test_layered_sgd_reduce_and_broadcast_are_dataflows_not_barriers() -> None:
+    """The communicator serves its group as the emulator's does: a worker's reduce streams
+    its part when the worker gets there and ends when that part is in (it never waits for a
+    straggling group mate), the communicator's broadcast only offers, and each worker
+    receives on its own. A barrier would hold the early workers' reduces until the last."""
+    data = layered(io_time=0.1)
+    data["workload"]["compute_time"] = {"dist": "lognormal", "mean": 0.05, "cv": 0.3}
+    data["run"]["seed"] = 1
+    spans = simulate(scenario_from_dict(data)).trace.spans
+    # a lone 40 MB part over the 300 GB/s intra-node link, 2 us latency; four at once at most
+    alone = 40e6 / 300e9 + 2e-6
+    reduces = [s for s in spans if s.name == "reduce" and s.role.startswith("worker-")]
+    broadcasts = [s for s in spans if s.name == "broadcast" and s.role.startswith("worker-")]
+    assert reduces and broadcasts
+    assert max(s.end - s.start for s in reduces) <= 4 * alone * (1 + EXACT)
+    ends = {(s.iteration, round(s.end, 12)) for s in reduces}
+    assert len(ends) > len({s.iteration for s in reduces})  # not one end per round
+    offers = {
+        (s.role, s.iteration): s
+        for s in spans
+        if s.name == "broadcast" and s.role.startswith("comm-")
+    }
+    assert offers and all(s.end == s.start for s in offers.values())
+    for s in broadcasts:  # from when it asked, or its communicator offered if later
+        offered = offers[f"comm-{int(s.role.split('-')[1]) // 4}", s.iteration].end
+        assert s.end - max(s.start, offered) <= 4 * alone * (1 + EXACT)
+
+
 def async_run(n: int, cv: float) -> dict:
     compute = {"dist": "lognormal", "mean": 0.05, "cv": cv} if cv else 0.05
     data = cluster(n, {"name": "async_ps"}, compute_time=compute)
