@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,20 @@ def as_from_a_terminal() -> None:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's calibrations go to a cache of its own, shared by its tests and the
+    processes they start: a test that calibrates must not add to the developer's profile
+    history (``pslab.profile_history``), whose median their next compare would take."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 def _netns_skip_reason() -> str | None:
