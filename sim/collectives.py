@@ -113,15 +113,10 @@ class CollectiveOps:
             entry = self._last_group[role, kind] = (group, gid)
         return entry[1]
 
-    def _collective(
-        self, role: Role, kind: Kind, group: tuple[str, ...], body: Body
-    ) -> simpy.Event:
-        """Join this role's next call of (kind, group); the last to arrive starts ``body``.
-
-        Calls are matched by their sequence number per role, so members meet
-        in the n-th call whatever order they arrive in. Returns the event that
-        succeeds, for every member at once, when ``body`` says the work is done.
-        """
+    def _meet(self, role: Role, kind: Kind, group: tuple[str, ...]) -> Rendezvous:
+        """This role's next call of (kind, group), counted in. Calls are matched by their
+        sequence number per role, so members meet in the n-th call whatever order they
+        arrive in; the call is forgotten once every member has arrived."""
         gid = self._group_id(role.name, kind, group)
         mine = (role.name, kind, gid)
         n = self.seq[mine]
@@ -133,6 +128,16 @@ class CollectiveOps:
         rv.arrived += 1
         if rv.arrived == len(group):
             del self.rendezvous[key]
+        return rv
+
+    def _collective(
+        self, role: Role, kind: Kind, group: tuple[str, ...], body: Body
+    ) -> simpy.Event:
+        """Join this role's next call of (kind, group); the last to arrive starts ``body``.
+        Returns the event that succeeds, for every member at once, when ``body`` says the
+        work is done."""
+        rv = self._meet(role, kind, group)
+        if rv.arrived == len(group):
             body(rv.done)
         return rv.done
 
@@ -227,21 +232,12 @@ class CollectiveOps:
         return None, nbytes
 
     def _rooted(self, role: Role, kind: Kind, group: tuple[str, ...], root: str) -> Rendezvous:
-        """This role's next rooted call of (kind, group), matched as ``_collective`` matches
-        (by each member's sequence number); its ``done`` is the root's: every part in
-        (reduce), the data offered (broadcast). No member waits for another to arrive."""
-        gid = self._group_id(role.name, kind, group)
-        mine = (role.name, kind, gid)
-        n = self.seq[mine]
-        self.seq[mine] = n + 1
-        key = (kind, gid, n)
-        call = self.rendezvous.get(key)
-        if call is None:
-            left = sum(1 for m in group if m != root)
-            call = self.rendezvous[key] = Rendezvous(self.env.event(), left=left)
-        call.arrived += 1
-        if call.arrived == len(group):
-            del self.rendezvous[key]
+        """This role's next rooted call of (kind, group), matched as ``_meet`` matches; its
+        ``done`` is the root's: every part in (reduce), the data offered (broadcast). No
+        member waits for another to arrive."""
+        call = self._meet(role, kind, group)
+        if call.arrived == 1:  # the first to arrive: the parts the root waits for
+            call.left = sum(1 for m in group if m != root)
         return call
 
     def _op_reduce(self, role: Role, op: ops.Reduce) -> Proc:
