@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.noise_floor import load_runs, main, split, two_way
+from experiments.noise_floor import load_runs, main, replayed_prediction, split, two_way
+from pslab.profile import Machine, Profile
+from pslab.scenario import dump_scenario, load_scenario
 
 SCENARIOS = {"a": 0.1, "b": 0.05, "c": 0.2, "d": 0.01}  # typical seconds
 MOMENTS = [0.95, 1.0, 1.08]  # each validation's factor
@@ -79,3 +81,27 @@ def test_cli_ends_with_one_json_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [Path(r["validation"]).name for r in last["per_validation"]] == ["val2", "val3", "val4"]
     assert last["scenarios"] == 4
+
+
+def test_replay_predicts_again_from_a_runs_recorded_inputs(tmp_path: Path, root: Path) -> None:
+    """``--replay`` predicts from each run's ``replay/`` files alone, with this code: the
+    recorded prediction is replaced, the measured time kept."""
+    run = tmp_path / "val1" / "sync_ps_emulated"
+    (run / "replay").mkdir(parents=True)
+    scenario = load_scenario(root / "scenarios/validation/sync_ps_emulated.yaml")
+    (run / "replay" / "scenario.yaml").write_text(dump_scenario(scenario))
+    zero = dict.fromkeys(
+        ("send_cpu_s_per_byte", "recv_cpu_s_per_byte", "rpc_overhead_s", "rpc_cpu_s"), 0.0
+    )
+    machine = Machine(hostname="test", cores=2, python="3")
+    Profile(machine=machine, measured_at=0.0, update_s_per_byte=1e-10, **zero).save(
+        run / "replay" / "profile.yaml"
+    )
+    times = {"measured": 0.2, "predicted": 1.0}  # a stale recorded prediction
+    (run / "compare.json").write_text(json.dumps({"metrics": {"iteration_time_s": times}}))
+    again = replayed_prediction(run)
+    # free transfers: an iteration is its 10 ms load and 30 ms compute (sleeps) and the
+    # server's updates of 8 MB at 1e-10 s/B (under 1 ms each)
+    assert 0.04 < again < 0.05
+    runs = load_runs([tmp_path / "val1"], replay=True, workers=1)
+    assert runs == {(str(tmp_path / "val1"), "sync_ps_emulated"): (0.2, again)}
