@@ -21,6 +21,9 @@ class UpdateCost(NamedTuple):
     fixed_s: float
     per_byte_s: float
 
+    def seconds(self, nbytes: int) -> float:
+        return self.fixed_s + nbytes * self.per_byte_s
+
 
 class MachineCosts(NamedTuple):
     """What a measured machine's work takes, where it replaces the scenario's nominal
@@ -79,13 +82,11 @@ class Costs:
 
     def worker_update(self, nbytes: int) -> float:
         if self.machine is not None:
-            cost = self.machine.worker_update
-            return cost.fixed_s + nbytes * cost.per_byte_s
+            return self.machine.worker_update.seconds(nbytes)
         return self.update(nbytes)
 
     def worker_update_hot(self, nbytes: int) -> float:
         """The step back to back; where that was not measured, the one figure there is."""
         if self.machine is not None and self.machine.worker_update_hot is not None:
-            cost = self.machine.worker_update_hot
-            return cost.fixed_s + nbytes * cost.per_byte_s
+            return self.machine.worker_update_hot.seconds(nbytes)
         return self.worker_update(nbytes)

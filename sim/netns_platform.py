@@ -62,12 +62,12 @@ class NetnsNetwork(LoopbackNetwork):
         a, b = self.host_of[src], self.host_of[dst]
         if a == b:
             return super().transfer(src, dst, nbytes, tag, max_rate, collective, rpc_share)
-        ends, _ = self.cpu_ends(src, dst, nbytes, collective, rpc_share)
+        ends, rpc_wait = self.cpu_ends(src, dst, nbytes, collective, rpc_share)
         lent = self.buckets.lend(a, b, nbytes)  # what the ports' buckets pass at once
         flow = FlowNetwork.transfer(self, a, b, nbytes - lent)  # the path's latency included
         flow.callbacks.append(lambda _event: self.buckets.done(a, b))
         # what is left after both ends and the link: gloo's step hand-off, or the RPC's wait
-        wait = self.ring.step_wait_s if collective else self.profile.rpc_overhead_s * rpc_share
+        wait = self.ring.step_wait_s if collective else rpc_wait
         return self.env.process(self._after([ends, flow], wait, tag))
 
 
