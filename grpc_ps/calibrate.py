@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -27,6 +28,7 @@ from grpc_ps.probes import (
     measure_allreduce_at,
     measure_contended_lock,
     measure_rpc,
+    measure_stream_sizes,
 )
 from grpc_ps.server import result_finite
 from grpc_ps.speed_probe import SpeedTrack
@@ -40,6 +42,8 @@ from pslab.torch_threads import one_torch_thread
 STALE_AFTER_S = 7 * 24 * 3600
 REFRESH_S = 3600  # a compare adds a calibration to the machine's history when the last is older
 DEFAULT_BYTES = 8 << 20
+# streams are also timed at these sizes: what one costs per byte falls with its size
+STREAM_SIZES = (2 << 20, 64 << 20)
 
 
 def machine() -> Machine:
@@ -217,7 +221,11 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
     step("sleep", 0.0)
     with SpeedTrack() as track:  # the speed through the calibration, reported beside runs
         overshoot, jitter = measure_sleep()
-        figures = measure_rpc(nbytes, measure_update(nbytes), step)
+        update_per_byte = measure_update(nbytes)
+        figures: dict[str, Any] = measure_rpc(DEFAULT_BYTES, update_per_byte, step)
+        figures["stream_cpu_s_per_byte_at"] = measure_stream_sizes(
+            STREAM_SIZES, update_per_byte, figures["rpc_cpu_s"], step
+        )
         step("a busy server", 0.68)
         contended = measure_contended_lock(nbytes, machine().cores)
         step("gloo all-reduce", 0.7)

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,9 +26,12 @@ from grpc_ps.memory import keep_freed_pages
 from grpc_ps.server import ParameterServerServicer, serve
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
 from pslab.policies import StalenessPolicy
+from pslab.profile import stream_key
+from pslab.stream_costs import ENDS
 
 WARM_STREAMS = 8  # pushes and pulls before the stream costs are timed
 Step = Callable[[str, float], None]  # (what is being measured, fraction done)
+Timed = tuple[float, float, float]  # (wall, client CPU, server CPU) per call
 
 
 def _proc_cpu(pid: int) -> float:
@@ -90,9 +93,7 @@ def _serve_forever(elements: int, workers: int) -> None:
     server.wait_for_termination()
 
 
-def _timed(
-    fn: Callable[[], object], repeat: int, server: _Server, bursts: int = 5
-) -> tuple[float, float, float]:
+def _timed(fn: Callable[[], object], repeat: int, server: _Server, bursts: int = 5) -> Timed:
     """(wall, client CPU, server CPU) per call: each the median over ``bursts`` bursts of
     ``repeat // bursts`` calls, so a moment when other jobs slowed the machine is outvoted
     (one calibration's mean came out 30 % above three taken just after it)."""
@@ -134,39 +135,29 @@ def measure_rpc(nbytes: int, update_s_per_byte: float, step: Step) -> dict[str, 
         arr = np.ones(nbytes // 4, np.float32)
         step("push streams", 0.4)
         it = itertools.count()
-        # A fresh process's first large messages cost up to twice its later ones (the
-        # allocator is still mapping fresh pages); a run's workers are long past that.
-        for _ in range(WARM_STREAMS):
-            big.client.push(arr, next(it))
-            big.client.pull(arr)
-        push_w, push_c, push_s = _timed(lambda: big.client.push(arr, next(it)), 60, big, bursts=12)
-        step("pull streams", 0.6)
-        pull_w, pull_c, pull_s = _timed(lambda: big.client.pull(arr), 60, big, bursts=12)
-        step("idle streams", 0.65)
+        push, pull = _hot_streams(big, arr, it, 60, 12)
+        step("idle streams", 0.6)
 
         def after_idle(op: Callable[[], object]) -> Callable[[], object]:
             return lambda: (time.sleep(COLD_GAP_S), op())
 
-        push = after_idle(lambda: big.client.push(arr, next(it)))
-        _, cpush_c, cpush_s = _timed(push, 48, big, bursts=12)
+        _, cpush_c, cpush_s = _timed(
+            after_idle(lambda: big.client.push(arr, next(it))), 48, big, bursts=12
+        )
         _, cpull_c, cpull_s = _timed(after_idle(lambda: big.client.pull(arr)), 48, big, bursts=12)
     finally:
         big.close()
     half = rpc_cpu / 2
-
-    def per_byte(cpu: float) -> float:
-        return max(cpu - half, 0.0) / nbytes
+    (push_w, push_c, push_s), (pull_w, pull_c, pull_s) = push, pull
+    ends = _per_byte(push, pull, nbytes, update_s_per_byte, half)
+    send, recv, server_send, server_recv = (ends[end] for end in ENDS)
 
     def cold_per_byte(cold: float, hot: float) -> float:
         """What a stream's end spends per byte beyond its hot cost and a small RPC's cold
         extra, entered after idling: its buffers' memory has gone cold too."""
         return max(cold - hot - rpc_cold / 2, 0.0) / nbytes
 
-    # The two ends of a stream cost differently: a gRPC server's Python handler threads and
-    # generators spend about twice a client's CPU per byte here, so each side is kept apart.
     update = update_s_per_byte * nbytes
-    send, recv = per_byte(push_c), per_byte(pull_c)
-    server_send, server_recv = per_byte(pull_s), per_byte(push_s - update)
     overlap = (
         stream_overlap(push_w - update - rpc_wall, send * nbytes, server_recv * nbytes)
         + stream_overlap(pull_w - rpc_wall, server_send * nbytes, recv * nbytes)
@@ -180,6 +171,7 @@ def measure_rpc(nbytes: int, update_s_per_byte: float, step: Step) -> dict[str, 
         # an RPC's two ends (rpc_cpu/2 each) overlap as a stream's do; the rest is waiting
         "rpc_overhead_s": max(rpc_wall - rpc_cpu + overlap * half, 0.0),
         "rpc_cpu_s": rpc_cpu,
+        "stream_bytes": nbytes,
         "rpc_cold_cpu_s": rpc_cold,
         "rpc_cold_ramp_s": rpc_ramp,
         # each end's mean over both directions: a sender's and a receiver's
@@ -193,6 +185,58 @@ def measure_rpc(nbytes: int, update_s_per_byte: float, step: Step) -> dict[str, 
         / 2,
         "update_s_per_byte": update_s_per_byte,
     }
+
+
+def _hot_streams(
+    server: _Server, arr: np.ndarray, it: Iterator[int], repeat: int, bursts: int
+) -> tuple[Timed, Timed]:
+    """(wall, client CPU, server CPU) of a push and of a pull of ``arr``, back to back.
+
+    A fresh process's first large messages cost up to twice its later ones (the allocator
+    is still mapping fresh pages); a run's workers are long past that, so a few go first."""
+    for _ in range(WARM_STREAMS):
+        server.client.push(arr, next(it))
+        server.client.pull(arr)
+    push = _timed(lambda: server.client.push(arr, next(it)), repeat, server, bursts)
+    return push, _timed(lambda: server.client.pull(arr), repeat, server, bursts)
+
+
+def _per_byte(
+    push: Timed, pull: Timed, nbytes: int, update_s_per_byte: float, half_rpc: float
+) -> dict[str, float]:
+    """Each end's CPU per byte of a push and a pull of ``nbytes`` beyond its half of an
+    RPC's fixed CPU (the server's push less its update). The two ends cost differently: a
+    gRPC server's Python handler threads and generators spend about twice a client's CPU
+    per byte here, so each side is kept apart."""
+
+    def per_byte(cpu: float) -> float:
+        return max(cpu - half_rpc, 0.0) / nbytes
+
+    server_recv = per_byte(push[2] - update_s_per_byte * nbytes)
+    figures = (per_byte(push[1]), per_byte(pull[1]), per_byte(pull[2]), server_recv)
+    return dict(zip(ENDS, figures, strict=True))
+
+
+def measure_stream_sizes(
+    sizes: Iterable[int], update_s_per_byte: float, rpc_cpu_s: float, step: Step
+) -> dict[str, float]:
+    """Each end's CPU per byte at other stream sizes, keyed by
+    :func:`pslab.profile.stream_key`: what a stream costs per byte falls with its size, so
+    one size cannot price both a 2 MB shard and an 80 MB model."""
+    figures: dict[str, float] = {}
+    for nbytes in sizes:
+        step(f"streams of {nbytes >> 20} MiB", 0.65)
+        server = _Server(nbytes // 4)
+        try:
+            arr = np.ones(nbytes // 4, np.float32)
+            # a big stream's fewer, longer bursts outvote a moment as well as many short ones
+            repeat, bursts = (60, 12) if nbytes <= 8 << 20 else (24, 6)
+            push, pull = _hot_streams(server, arr, itertools.count(), repeat, bursts)
+        finally:
+            server.close()
+        ends = _per_byte(push, pull, nbytes, update_s_per_byte, rpc_cpu_s / 2)
+        figures.update({stream_key(end, nbytes): v for end, v in ends.items()})
+    return figures
 
 
 def stream_overlap(extra_wall: float, sending: float, receiving: float) -> float:

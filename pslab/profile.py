@@ -72,7 +72,12 @@ class Speed(BaseModel):
         return self.high < other.low or other.high < self.low
 
 
-PROFILE_FORMAT = 14  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 15  # bumped when a cached profile would lack a field or measure an old mechanism
+
+
+def stream_key(end: str, nbytes: int) -> str:
+    """A figure's key in ``Profile.stream_cpu_s_per_byte_at``."""
+    return f"{end}@{nbytes}"
 
 
 class Profile(BaseModel):
@@ -91,6 +96,17 @@ class Profile(BaseModel):
     )
     server_recv_cpu_s_per_byte: float = Field(
         0.0, ge=0, description="a server's CPU per byte it receives (0: as a client's)"
+    )
+    stream_bytes: int = Field(
+        0,
+        ge=0,
+        description="the stream size the four per-byte figures above were taken at "
+        "(0: unknown, each end's CPU then taken as proportional to the bytes)",
+    )
+    stream_cpu_s_per_byte_at: dict[str, float] = Field(
+        default_factory=dict,
+        description="the same figures at other stream sizes, key 'end@bytes' (end: send, "
+        "recv, server_send or server_recv)",
     )
     rpc_overhead_s: float = Field(
         ge=0, description="an RPC's wall time beyond its two ends' CPU (the fixed wait)"

@@ -23,19 +23,38 @@ from pslab.profile import PROFILE_FORMAT, Profile
 from pslab.results import write_text_atomic
 
 KEPT = 5  # calibrations the median is taken over
-# not a machine figure: when it was measured, and what other jobs left free at that moment
-# (compare takes the cores from the run itself)
-_NOT_FIGURES = frozenset({"format", "measured_at", "effective_cores"})
+# not a machine figure: when it was measured, what other jobs left free at that moment
+# (compare takes the cores from the run itself), the stream size it timed
+_NOT_FIGURES = frozenset({"format", "measured_at", "effective_cores", "stream_bytes"})
+
+
+# machine-wide tables, each entry a figure of its own (the per-scenario tables, a model's
+# compute or a gloo group's, stay the profile's own: calibrations measure different ones)
+_TABLES = ("stream_cpu_s_per_byte_at",)
 
 
 def figures(profile: Profile) -> dict[str, float]:
-    """The profile's machine-wide scalar figures (the per-scenario tables stay its own)."""
+    """The profile's machine-wide figures, a table's entries named ``table[key]``."""
     data = profile.model_dump()
-    return {
+    scalars = {
         k: float(v)
         for k, v in data.items()
         if k not in _NOT_FIGURES and isinstance(v, (int, float)) and not isinstance(v, bool)
     }
+    entries = {f"{t}[{k}]": float(v) for t in _TABLES for k, v in data[t].items()}
+    return {**scalars, **entries}
+
+
+def _update(medians: dict[str, float]) -> dict[str, Any]:
+    """``medians`` as a profile's fields: the tables' entries gathered into their tables."""
+    update: dict[str, Any] = {t: {} for t in _TABLES}
+    for name, value in medians.items():
+        table, bracket, key = name.partition("[")
+        if bracket and table in update:
+            update[table][key.removesuffix("]")] = value
+        else:
+            update[name] = value
+    return update
 
 
 def _entries(path: Path) -> list[dict[str, Any]]:
@@ -68,4 +87,4 @@ def with_history(profile: Profile, path: Path, max_age_s: float) -> Profile:
         name: statistics.median(e["figures"].get(name, value) for e in kept)
         for name, value in own.items()
     }
-    return profile.model_copy(update=medians)
+    return profile.model_copy(update=_update(medians))

@@ -29,7 +29,7 @@ import simpy
 from pslab.algorithms.base import REGISTRY, Plan, Role, server_name
 from pslab.distributions import role_rng
 from pslab.profile import Profile
-from pslab.stream_costs import EndCost, rpc_ramp_s, stream_end
+from pslab.stream_costs import EndCost, StreamCosts, rpc_ramp_s
 from sim.costs import MachineCosts, UpdateCost
 from sim.network import FlowNetwork
 from sim.topology import Cluster
@@ -168,6 +168,7 @@ class LoopbackNetwork(FlowNetwork):
         self.ring = ring
         self.warmth = Warmth(env)
         self.rpc_ramp_s = rpc_ramp_s(profile)
+        self.streams = StreamCosts(profile)
         self.add_resource(MACHINE, profile.effective_cores or profile.machine.cores)
         for name in processes:
             self.add_resource(f"proc:{name}", 1.0)
@@ -209,8 +210,8 @@ class LoopbackNetwork(FlowNetwork):
             send = self.cold_work(src, "allreduce", send_cpu, cold, ramp, native=True)
             recv = self.cold_work(dst, "allreduce", recv_cpu, 0.0, ramp, native=True)
             return self.env.all_of([send, recv]), self.cluster.path_latency(src, dst)
-        send = stream_end(p, nbytes, True, _is_server(src), rpc_share)
-        recv = stream_end(p, nbytes, False, _is_server(dst), rpc_share)
+        send = self.streams.end(nbytes, True, _is_server(src), rpc_share)
+        recv = self.streams.end(nbytes, False, _is_server(dst), rpc_share)
         stream = self.env.process(self._stream(src, dst, send, recv))
         return stream, p.rpc_overhead_s * rpc_share
 

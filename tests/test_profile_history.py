@@ -60,3 +60,17 @@ def test_a_broken_history_file_starts_afresh(tmp_path: Path) -> None:
     history.write_text("{not: [a list")
     assert with_history(_calibration(0.0, 3e-9), history, DAY).send_cpu_s_per_byte == 3e-9
     assert len(yaml.safe_load(history.read_text())) == 1
+
+
+def test_a_stream_sizes_figures_are_medians_too(tmp_path: Path) -> None:
+    """The figures at other stream sizes are machine-wide, each its own median: a curve
+    mixing one calibration's 64 MiB figure with five calibrations' 8 MiB one would bend
+    with that one moment."""
+    history = tmp_path / "h.yaml"
+    for at, per_byte in ((0.0, 1e-9), (10.0, 9e-9), (20.0, 2e-9)):
+        profile = _calibration(at, per_byte).model_copy(
+            update={"stream_bytes": 8 << 20, "stream_cpu_s_per_byte_at": {"send@1": per_byte}}
+        )
+        latest = with_history(profile, history, DAY)
+    assert latest.stream_cpu_s_per_byte_at == {"send@1": 2e-9}
+    assert latest.stream_bytes == 8 << 20
