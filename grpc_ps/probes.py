@@ -26,8 +26,7 @@ from grpc_ps.memory import keep_freed_pages
 from grpc_ps.server import ParameterServerServicer, serve
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
 from pslab.policies import StalenessPolicy
-from pslab.profile import stream_key
-from pslab.stream_costs import ENDS
+from pslab.profile import STREAM_ENDS, stream_key
 
 WARM_STREAMS = 8  # pushes and pulls before the stream costs are timed
 Step = Callable[[str, float], None]  # (what is being measured, fraction done)
@@ -150,7 +149,7 @@ def measure_rpc(nbytes: int, update_s_per_byte: float, step: Step) -> dict[str, 
     half = rpc_cpu / 2
     (push_w, push_c, push_s), (pull_w, pull_c, pull_s) = push, pull
     ends = _per_byte(push, pull, nbytes, update_s_per_byte, half)
-    send, recv, server_send, server_recv = (ends[end] for end in ENDS)
+    send, recv, server_send, server_recv = (ends[end] for end in STREAM_ENDS)
 
     def cold_per_byte(cold: float, hot: float) -> float:
         """What a stream's end spends per byte beyond its hot cost and a small RPC's cold
@@ -214,7 +213,7 @@ def _per_byte(
 
     server_recv = per_byte(push[2] - update_s_per_byte * nbytes)
     figures = (per_byte(push[1]), per_byte(pull[1]), per_byte(pull[2]), server_recv)
-    return dict(zip(ENDS, figures, strict=True))
+    return dict(zip(STREAM_ENDS, figures, strict=True))
 
 
 def measure_stream_sizes(

@@ -36,7 +36,7 @@ import platform
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pslab.results import write_text_atomic
 from pslab.scenario import ScenarioError, format_validation, read_yaml
@@ -75,9 +75,21 @@ class Speed(BaseModel):
 PROFILE_FORMAT = 15  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
+# an end of a stream: a client's or a server's, sending or receiving (as the figures' names)
+STREAM_ENDS = ("send", "recv", "server_send", "server_recv")
+
+
 def stream_key(end: str, nbytes: int) -> str:
     """A figure's key in ``Profile.stream_cpu_s_per_byte_at``."""
     return f"{end}@{nbytes}"
+
+
+def parse_stream_key(key: str) -> tuple[str, int]:
+    """``stream_key``'s end and size, or ValueError saying what a key must be."""
+    end, _, size = key.rpartition("@")
+    if end not in STREAM_ENDS or not size.isdigit() or int(size) == 0:
+        raise ValueError(f"key {key!r}: expected 'END@BYTES', END one of {', '.join(STREAM_ENDS)}")
+    return end, int(size)
 
 
 class Profile(BaseModel):
@@ -180,6 +192,15 @@ class Profile(BaseModel):
 
     def compute_key(self, model: str, batch: int) -> str:
         return f"{model}@{batch}"
+
+    @field_validator("stream_cpu_s_per_byte_at")
+    @classmethod
+    def _stream_keys(cls, table: dict[str, float]) -> dict[str, float]:
+        for key, per_byte in table.items():
+            parse_stream_key(key)
+            if not per_byte >= 0:
+                raise ValueError(f"{key}: expected seconds per byte >= 0, got {per_byte}")
+        return table
 
     def allreduce_key(self, members: int, nbytes: int) -> str:
         return f"{members}x{nbytes}"

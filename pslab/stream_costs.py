@@ -8,10 +8,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 
-from pslab.profile import Profile
-
-# an end of a stream: a client's or a server's, sending or receiving (the profile's names)
-ENDS = ("send", "recv", "server_send", "server_recv")
+from pslab.profile import STREAM_ENDS, Profile, parse_stream_key
 
 
 @dataclass(frozen=True)
@@ -59,9 +56,9 @@ def _points(profile: Profile, end: str) -> dict[int, float]:
         return _points(profile, end.removeprefix("server_"))
     points = {profile.stream_bytes or 1: plain}
     for key, per_byte in profile.stream_cpu_s_per_byte_at.items():
-        name, _, size = key.rpartition("@")
+        name, size = parse_stream_key(key)
         if name == end:
-            points[int(size)] = per_byte
+            points[size] = per_byte
     return points
 
 
@@ -70,7 +67,7 @@ class StreamCosts:
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        self._curves = {end: _Curve(_points(profile, end)) for end in ENDS}
+        self._curves = {end: _Curve(_points(profile, end)) for end in STREAM_ENDS}
 
     def end(self, nbytes: float, sending: bool, server: bool, rpc_share: float = 1.0) -> EndCost:
         """One end of a transfer of ``nbytes``: its per-byte work (a gRPC server's end

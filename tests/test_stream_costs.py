@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from pslab.profile import Machine, Profile, stream_key
+from pslab.profile import Machine, Profile, ProfileError, stream_key
 from pslab.stream_costs import StreamCosts
 
 MB = 1 << 20
@@ -69,3 +70,16 @@ def test_each_end_keeps_its_own_curve() -> None:
     costs = StreamCosts(profile)
     assert costs.end(64 * MB, False, True).hot_s == pytest.approx(64 * MB * 1.0e-9)
     assert costs.end(64 * MB, True, False).hot_s == pytest.approx(64 * MB * 0.5e-9)
+
+
+@pytest.mark.parametrize("key", ["send@big", "sender@1024", "send@0", "send"])
+def test_a_bad_stream_key_is_an_error_naming_it(key: str, tmp_path) -> None:
+    """A hand-written profile's curve is checked where it is read, not where a run prices
+    its first stream."""
+    good = _profile(send_cpu_s_per_byte=1e-9)
+    data = {**good.model_dump(mode="json"), "stream_cpu_s_per_byte_at": {key: 1e-9}}
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError) as err:
+        Profile.load(path)
+    assert "stream_cpu_s_per_byte_at" in str(err.value) and repr(key) in str(err.value)
