@@ -153,16 +153,23 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from grpc_ps.calibrate import calibrate
+    from grpc_ps.calibrate import add_calibration, cache_path, calibrate
 
     scenario = load_scenario(Path(args.scenario), args.set) if args.scenario else None
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("calibrating", total=1.0)
-        profile = calibrate(
-            scenario, lambda what, frac: bar.update(task, completed=frac, description=what)
-        )
-    profile.save(Path(args.out))
-    out.print(f"wrote {args.out}")
+
+        def step(what: str, frac: float) -> None:
+            bar.update(task, completed=frac, description=what)
+
+        if args.out is None:
+            add_calibration(scenario, step)
+        else:
+            calibrate(scenario, step).save(Path(args.out))
+    if args.out is None:
+        out.print(f"added to this machine's history; compare now uses {cache_path()}")
+    else:
+        out.print(f"wrote {args.out}")
     return 0
 
 
@@ -303,7 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="measure this machine's emulator costs into a profile")
     p.add_argument("scenario", nargs="?", help="also measure this scenario's model compute")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    p.add_argument("-o", "--out", required=True, help="profile YAML to write")
+    p.add_argument(
+        "-o",
+        "--out",
+        help="profile YAML to write (default: add to this machine's history of calibrations, "
+        "whose medians compare uses)",
+    )
     p.set_defaults(fn=cmd_calibrate)
 
     p = sub.add_parser("compare", help="simulate and emulate a scenario; error per metric")
