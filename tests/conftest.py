@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pslab.profile import Machine, Profile
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -17,6 +19,22 @@ def as_from_a_terminal() -> None:
     ignored, so the test would measure how the suite was started, not pslab."""
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
+
+
+def zero_cost_profile(**figures: object) -> Profile:
+    """A machine whose every cost is zero unless named: each test sees one mechanism."""
+    zero = dict.fromkeys(
+        (
+            "send_cpu_s_per_byte",
+            "recv_cpu_s_per_byte",
+            "rpc_overhead_s",
+            "rpc_cpu_s",
+            "update_s_per_byte",
+        ),
+        0.0,
+    )
+    machine = Machine(hostname="test", cores=2, python="3")
+    return Profile(machine=machine, measured_at=0.0, **{**zero, **figures})
 
 
 @pytest.fixture

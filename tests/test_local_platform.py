@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import pytest
 import simpy
+from conftest import zero_cost_profile
 
 from pslab.compare import op_durations
-from pslab.profile import Machine, Profile
+from pslab.profile import Profile
 from pslab.scenario import load_scenario
 from sim.platform import Warmth
 from sim.run import simulate_emulated
 
 MS = 1e-3
-
-
-def _profile(**figures: object) -> Profile:
-    """A machine whose every cost is zero unless named: each test sees one mechanism."""
-    zero = dict.fromkeys(
-        (
-            "send_cpu_s_per_byte",
-            "recv_cpu_s_per_byte",
-            "rpc_overhead_s",
-            "rpc_cpu_s",
-            "update_s_per_byte",
-        ),
-        0.0,
-    )
-    machine = Machine(hostname="test", cores=2, python="3")
-    return Profile(machine=machine, measured_at=0.0, **{**zero, **figures})
 
 
 def test_warmth_ramps_from_hot_to_cold_over_the_idle_gap() -> None:
@@ -50,7 +35,7 @@ def _ops(scenario_file: str, profile: Profile, *overrides: str) -> dict[str, flo
 
 
 def test_real_compute_pays_its_cold_figure_after_a_load(root) -> None:
-    profile = _profile(
+    profile = zero_cost_profile(
         compute_s={"digits_mlp@32": 1 * MS},
         compute_cold_s={"digits_mlp@32": 3 * MS},
         cold_ramp_s=10 * MS,
@@ -66,7 +51,7 @@ def test_a_ring_takes_what_its_group_measured_at_its_size(root) -> None:
     """Four gloo members on two cores: the ring's time is the measured all-reduce of that
     group and size, not two members' per-step figure times 2(n-1) steps."""
     measured = 8 * MS
-    profile = _profile(
+    profile = zero_cost_profile(
         allreduce_overhead_s=0.1 * MS,
         allreduce_s={"4x19240": measured},
         allreduce_cpu_s={"4x19240": 1 * MS},  # 4 members on 2 cores: 2 ms of the 8
@@ -81,7 +66,7 @@ def test_a_ring_takes_what_its_group_measured_at_its_size(root) -> None:
 
 def test_an_asynchronous_prediction_is_the_mean_over_start_phases(root) -> None:
     """Where the workers' pushes meet depends on their phase; a barrier forgets it."""
-    profile = _profile(
+    profile = zero_cost_profile(
         rpc_cpu_s=2 * MS,
         send_cpu_s_per_byte=1e-9,
         recv_cpu_s_per_byte=1e-9,
@@ -106,11 +91,11 @@ def test_a_stream_entered_idle_pays_its_cold_cost_per_byte(root) -> None:
     # server for a push, the worker for a pull
     nbytes = 8_000_000
     one = ("topology.workers_per_node=1", "run.iterations=6", "workload.compute_time=0")
-    cold = _profile(recv_cold_cpu_s_per_byte=1e-9, rpc_cold_ramp_s=1 * MS)
+    cold = zero_cost_profile(recv_cold_cpu_s_per_byte=1e-9, rpc_cold_ramp_s=1 * MS)
     ops = _ops("async_ps_emulated.yaml", cold, *one, "workload.io_time=20ms")
     assert ops["push"] == pytest.approx(nbytes * 1e-9, rel=1e-5)
     assert ops["pull"] == pytest.approx(nbytes * 1e-9, rel=1e-5)
-    free = _ops("async_ps_emulated.yaml", _profile(rpc_cold_ramp_s=1 * MS), *one)
+    free = _ops("async_ps_emulated.yaml", zero_cost_profile(rpc_cold_ramp_s=1 * MS), *one)
     assert free["push"] < 1e-6 and free["pull"] < 1e-6
 
 
@@ -121,7 +106,7 @@ def test_a_workers_update_pays_its_fixed_and_its_per_byte_cost(root) -> None:
     fixed, per_byte = 0.2 * MS, 1e-9
     ops = _ops(
         "local_sgd_emulated.yaml",
-        _profile(worker_update_s=fixed, worker_update_s_per_byte=per_byte),
+        zero_cost_profile(worker_update_s=fixed, worker_update_s_per_byte=per_byte),
         *one,
     )
     assert ops["update"] == pytest.approx(fixed + 4e6 * per_byte, rel=1e-9)
@@ -133,7 +118,7 @@ def test_a_workers_update_is_warm_right_after_a_real_compute(root, compute: str)
     and costs its back-to-back figure; after a sleep longer than the ramp (an emulated
     compute, a load), its cold one. One worker, so a span is its CPU."""
     cold, hot = 0.3 * MS, 0.02 * MS
-    profile = _profile(
+    profile = zero_cost_profile(
         worker_update_s=cold,
         worker_update_hot_s=hot,
         worker_update_hot_s_per_byte=0.0,
@@ -158,7 +143,7 @@ def test_a_lone_streams_ends_overlap_as_calibrated(root, overlap: float) -> None
     calibration reads the overlap from a lone big push's and pull's wall times."""
     nbytes = 8_000_000
     one = ("topology.workers_per_node=1", "run.iterations=6", "workload.compute_time=0")
-    profile = _profile(send_cpu_s_per_byte=1e-9, server_recv_cpu_s_per_byte=2e-9)
+    profile = zero_cost_profile(send_cpu_s_per_byte=1e-9, server_recv_cpu_s_per_byte=2e-9)
     ops = _ops(
         "async_ps_emulated.yaml", profile.model_copy(update={"stream_overlap": overlap}), *one
     )
@@ -171,7 +156,7 @@ def test_a_loss_report_and_its_answer_are_one_rpc(root) -> None:
     round's reports are in, the answer; the profile's RPC figures are per round trip, so
     together they cost one RPC's fixed CPU and wait, not two."""
     cpu, wait = 2 * MS, 1 * MS
-    profile = _profile(rpc_cpu_s=cpu, rpc_overhead_s=wait, stream_overlap=0.0)
+    profile = zero_cost_profile(rpc_cpu_s=cpu, rpc_overhead_s=wait, stream_overlap=0.0)
     ops = _ops(
         "leader_sgd_real.yaml",
         profile,
@@ -198,7 +183,7 @@ def test_a_busy_process_loses_its_locks_hand_overs(root, share: float) -> None:
     first holds the server's lock without a core for (1/share - 1) of its work. So a round
     takes the server's work plus that, and its CPU stays the work alone."""
     two = ("topology.workers_per_node=2", "run.iterations=6", "workload.compute_time=0")
-    profile = _profile(server_recv_cpu_s_per_byte=1e-9, contended_lock_share=share)
+    profile = zero_cost_profile(server_recv_cpu_s_per_byte=1e-9, contended_lock_share=share)
     scenario = load_scenario(
         "scenarios/validation/sync_ps_emulated.yaml", [*two, "workload.io_time=0"]
     )
@@ -226,7 +211,7 @@ def test_a_gloo_collective_leaves_its_process_lock_free(beside: str, end: float)
 
     plan = build_plan(load_scenario("scenarios/validation/allreduce_2w_emulated.yaml"))
     env = simpy.Environment()
-    net = LocalPlatform(plan, _profile(), emulated_compute=True).network(env, plan)
+    net = LocalPlatform(plan, zero_cost_profile(), emulated_compute=True).network(env, plan)
     works = [net.process_work("worker-0", 1.0), getattr(net, beside)("worker-0", 1.0)]
     env.run(until=env.all_of(works))
     assert env.now == pytest.approx(end)

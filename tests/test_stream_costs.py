@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from conftest import zero_cost_profile
 
-from pslab.profile import Machine, Profile, ProfileError, stream_key
+from pslab.profile import Profile, ProfileError, stream_key
 from pslab.stream_costs import StreamCosts
 
 MB = 1 << 20
-
-
-def _profile(**figures: object) -> Profile:
-    zero = dict.fromkeys(
-        ("send_cpu_s_per_byte", "recv_cpu_s_per_byte", "rpc_overhead_s", "rpc_cpu_s"), 0.0
-    )
-    machine = Machine(hostname="test", cores=2, python="3")
-    return Profile(machine=machine, measured_at=0.0, update_s_per_byte=0.0, **{**zero, **figures})
 
 
 def _curved() -> StreamCosts:
     """A client's send: 1.0 ns/B at 2 MiB, 0.5 at 8 MiB, 0.4 at 64 MiB (cheaper per byte
     as the stream grows, as measured on the 2-core machine)."""
     at = {stream_key("send", 2 * MB): 1.0e-9, stream_key("send", 64 * MB): 0.4e-9}
-    profile = _profile(send_cpu_s_per_byte=0.5e-9, stream_bytes=8 * MB, stream_cpu_s_per_byte_at=at)
+    profile = zero_cost_profile(
+        send_cpu_s_per_byte=0.5e-9, stream_bytes=8 * MB, stream_cpu_s_per_byte_at=at
+    )
     return StreamCosts(profile)
 
 
@@ -52,7 +47,7 @@ def test_below_the_smallest_size_each_byte_costs_as_there() -> None:
 def test_without_sizes_an_end_costs_in_proportion_to_its_bytes() -> None:
     """A profile that names no size (older, or hand-written): its figure per byte holds at
     every size, and a server without figures of its own costs as a client."""
-    costs = StreamCosts(_profile(send_cpu_s_per_byte=0.5e-9, rpc_cpu_s=2e-3))
+    costs = StreamCosts(zero_cost_profile(send_cpu_s_per_byte=0.5e-9, rpc_cpu_s=2e-3))
     for size in (MB, 80 * MB):
         assert costs.end(size, True, False).hot_s == pytest.approx(size * 0.5e-9 + 1e-3)
         assert costs.end(size, True, True).hot_s == pytest.approx(size * 0.5e-9 + 1e-3)
@@ -61,7 +56,7 @@ def test_without_sizes_an_end_costs_in_proportion_to_its_bytes() -> None:
 def test_each_end_keeps_its_own_curve() -> None:
     """A server's receive is priced from its own figures, not the client's send."""
     at = {stream_key("server_recv", 64 * MB): 1.0e-9}
-    profile = _profile(
+    profile = zero_cost_profile(
         send_cpu_s_per_byte=0.5e-9,
         server_recv_cpu_s_per_byte=2.0e-9,
         stream_bytes=8 * MB,
@@ -76,7 +71,7 @@ def test_each_end_keeps_its_own_curve() -> None:
 def test_a_bad_stream_key_is_an_error_naming_it(key: str, tmp_path) -> None:
     """A hand-written profile's curve is checked where it is read, not where a run prices
     its first stream."""
-    good = _profile(send_cpu_s_per_byte=1e-9)
+    good = zero_cost_profile(send_cpu_s_per_byte=1e-9)
     data = {**good.model_dump(mode="json"), "stream_cpu_s_per_byte_at": {key: 1e-9}}
     path = tmp_path / "profile.yaml"
     path.write_text(yaml.safe_dump(data))
