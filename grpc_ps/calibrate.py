@@ -23,6 +23,7 @@ import torch
 
 from grpc_ps.memory import keep_freed_pages
 from grpc_ps.probes import (
+    DEFAULT_BYTES,
     Step,
     measure_allreduce,
     measure_allreduce_at,
@@ -41,7 +42,6 @@ from pslab.torch_threads import one_torch_thread
 
 STALE_AFTER_S = 7 * 24 * 3600
 REFRESH_S = 3600  # a compare adds a calibration to the machine's history when the last is older
-DEFAULT_BYTES = 8 << 20
 # streams are also timed at these sizes: what one costs per byte falls with its size
 STREAM_SIZES = (2 << 20, 64 << 20)
 

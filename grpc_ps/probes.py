@@ -29,6 +29,7 @@ from pslab.policies import StalenessPolicy
 from pslab.profile import STREAM_ENDS, stream_key
 
 WARM_STREAMS = 8  # pushes and pulls before the stream costs are timed
+DEFAULT_BYTES = 8 << 20  # the stream size the profile's plain per-byte figures are timed at
 Step = Callable[[str, float], None]  # (what is being measured, fraction done)
 Timed = tuple[float, float, float]  # (wall, client CPU, server CPU) per call
 
@@ -229,7 +230,7 @@ def measure_stream_sizes(
         try:
             arr = np.ones(nbytes // 4, np.float32)
             # a big stream's fewer, longer bursts outvote a moment as well as many short ones
-            repeat, bursts = (60, 12) if nbytes <= 8 << 20 else (24, 6)
+            repeat, bursts = (60, 12) if nbytes <= DEFAULT_BYTES else (24, 6)
             push, pull = _hot_streams(server, arr, itertools.count(), repeat, bursts)
         finally:
             server.close()
