@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import simpy
-from test_local_platform import _profile
+from conftest import zero_cost_profile
 
 from pslab.compare import op_durations
 from pslab.port_shaping import class_bits, tbf_params
@@ -64,7 +64,9 @@ def test_an_incast_phase_is_shorter_by_every_peers_burst() -> None:
     shared port, as the flow model's max–min sharing gives it."""
     scenario = load_scenario("scenarios/netns/tiny.yaml", ["run.iterations=6"])
     run = scenario.run
-    ops = op_durations(simulate_emulated(scenario, _profile()).trace, run.warmup, run.iterations)
+    ops = op_durations(
+        simulate_emulated(scenario, zero_cost_profile()).trace, run.warmup, run.iterations
+    )
     model_bytes = 1e6
     rate = RATE * FRAME_PAYLOAD
     latency = 2 * 100e-6  # two hops of the scenario's links
