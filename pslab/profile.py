@@ -72,7 +72,7 @@ class Speed(BaseModel):
         return self.high < other.low or other.high < self.low
 
 
-PROFILE_FORMAT = 15  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 16  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 # an end of a stream: a client's or a server's, sending or receiving (as the figures' names)
@@ -152,6 +152,12 @@ class Profile(BaseModel):
     )
     worker_update_hot_s_per_byte: float | None = Field(
         None, ge=0, description="that step per parameter byte back to back (None: not measured)"
+    )
+    mean_scale_s_per_byte: float = Field(
+        0.0,
+        ge=0,
+        description="a worker's in-place division of an all-reduced sum by its group's size, "
+        "per byte (0: not priced)",
     )
     compute_s: dict[str, float] = Field(
         default_factory=dict, description="real forward+backward per batch, key 'model@batch'"

@@ -24,9 +24,11 @@ from pslab.topology import ring_chain
 
 if TYPE_CHECKING:
     from pslab.scenario import Scenario
+    from sim.costs import Costs
     from sim.executor import Proc
     from sim.network import FlowNetwork
     from sim.numerics import Numerics
+    from sim.platform import LocalPlatform, NominalPlatform
     from sim.topology import Cluster
 
 # What a collective call is of: "allreduce", or ("reduce", root) for rooted ones.
@@ -53,6 +55,8 @@ class CollectiveOps:
 
     env: simpy.Environment
     net: FlowNetwork
+    platform: NominalPlatform | LocalPlatform
+    costs: Costs
     cluster: Cluster
     scenario: Scenario
     numerics: Numerics | None
@@ -229,6 +233,10 @@ class CollectiveOps:
             self._allreduce_body(op.group, nbytes, done)
 
         yield self._collective(role, "allreduce", op.group, body)
+        if op.average and len(op.group) > 1 and role.device is None:
+            scale_s = self.costs.mean_scale(nbytes)
+            if scale_s:
+                yield self.platform.cpu_work(self.net, self.platform.cpu_of(role), scale_s)
         return None, nbytes
 
     def _rooted(self, role: Role, kind: Kind, group: tuple[str, ...], root: str) -> Rendezvous:

@@ -31,12 +31,14 @@ class MachineCosts(NamedTuple):
 
     ``compute_s``: a real (torch) step as measured, or None where compute is the
     scenario's (emulated compute sleeps exactly that). ``worker_update`` is a worker's
-    step with its caches cold, ``worker_update_hot`` back to back (None: not measured)."""
+    step with its caches cold, ``worker_update_hot`` back to back (None: not measured).
+    ``mean_scale_s_per_byte``: an all-reduce's mean, its sum divided in place."""
 
     compute_s: float | None
     server_update_s_per_byte: float
     worker_update: UpdateCost
     worker_update_hot: UpdateCost | None = None
+    mean_scale_s_per_byte: float = 0.0
 
 
 class Costs:
@@ -84,6 +86,12 @@ class Costs:
         if self.machine is not None:
             return self.machine.worker_update.seconds(nbytes)
         return self.update(nbytes)
+
+    def mean_scale(self, nbytes: int) -> float:
+        """A worker's division of an all-reduced sum into its mean: priced where measured
+        (the emulator's torch does it on the CPU); a nominal cluster's collective library
+        folds it into its reduction, so there it costs nothing of its own."""
+        return nbytes * self.machine.mean_scale_s_per_byte if self.machine is not None else 0.0
 
     def worker_update_hot(self, nbytes: int) -> float:
         """The step back to back; where that was not measured, the one figure there is."""

@@ -330,6 +330,7 @@ class LocalPlatform:
             server_update_s_per_byte=profile.update_s_per_byte,
             worker_update=UpdateCost(profile.worker_update_s, profile.worker_update_s_per_byte),
             worker_update_hot=_hot_update(profile),
+            mean_scale_s_per_byte=profile.mean_scale_s_per_byte,
         )
         self._jitter = {
             r.name: role_rng(plan.scenario.run.seed, f"{r.name}:sleep") for r in plan.roles

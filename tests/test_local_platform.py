@@ -112,6 +112,18 @@ def test_a_workers_update_pays_its_fixed_and_its_per_byte_cost(root) -> None:
     assert ops["update"] == pytest.approx(fixed + 4e6 * per_byte, rel=1e-9)
 
 
+def test_an_all_reduces_mean_is_a_division_on_each_members_core(root) -> None:
+    """The emulator divides the all-reduced sum by the group's size in place, inside the op:
+    two members on two cores each pay all of it, side by side."""
+    two = ("run.iterations=6",)
+    per_byte = 1e-9
+    summed = _ops("allreduce_2w_emulated.yaml", zero_cost_profile(), *two)
+    mean = _ops(
+        "allreduce_2w_emulated.yaml", zero_cost_profile(mean_scale_s_per_byte=per_byte), *two
+    )
+    assert mean["allreduce"] - summed["allreduce"] == pytest.approx(8e6 * per_byte, rel=1e-9)
+
+
 @pytest.mark.parametrize("compute", ["real", "emulated"])
 def test_a_workers_update_is_warm_right_after_a_real_compute(root, compute: str) -> None:
     """A step right after a real forward+backward meets the process's tensor caches warm
