@@ -33,6 +33,7 @@ class CommunicatorServicer(pb_grpc.CommunicatorServicer, Books):
         self.timeout = timeout
         self._sums: dict[Key, tuple[set[int], np.ndarray]] = {}
         self._offers: dict[Key, tuple[np.ndarray, set[int]]] = {}
+        self._streaming = 0  # Broadcast calls still sending their chunks
 
     # ------------------------------------------------------------------ RPCs
 
@@ -76,10 +77,15 @@ class CommunicatorServicer(pb_grpc.CommunicatorServicer, Books):
             waiting.discard(request.worker)
             if not waiting:
                 del self._offers[key]
+            self._streaming += 1
+        try:
+            yield from tensors.pull_chunks(
+                arr, tensors.clamp_chunk_bytes(request.chunk_bytes), request.iteration
+            )
+        finally:  # sent, or the worker went away: either way no longer in flight
+            with self._cond:
+                self._streaming -= 1
                 self._cond.notify_all()
-        yield from tensors.pull_chunks(
-            arr, tensors.clamp_chunk_bytes(request.chunk_bytes), request.iteration
-        )
 
     # ------------------------------------------------- the communicator's side
 
@@ -100,7 +106,14 @@ class CommunicatorServicer(pb_grpc.CommunicatorServicer, Books):
             self._cond.notify_all()
 
     def drain(self) -> None:
-        """Wait until the group fetched every offered slice, so shutting down loses none."""
+        """Wait until the group has received every offered slice, so shutting down loses none.
+
+        Received, not only asked for: the server's stop cancels the streams still sending
+        after its grace (1 s), and a group of three pulling a 76 MB slice on two busy
+        cores took longer than that (a worker died of UNAVAILABLE, "Cancelling all calls")."""
         with self._cond:
-            if not self._cond.wait_for(lambda: not self._offers, timeout=self.timeout):
-                raise TimeoutError(f"communicator: {sorted(self._offers)} never fetched")
+            if not self._cond.wait_for(
+                lambda: not self._offers and not self._streaming, timeout=self.timeout
+            ):
+                what = sorted(self._offers) or f"{self._streaming} broadcasts still sending"
+                raise TimeoutError(f"communicator: {what} never fetched")
