@@ -13,7 +13,8 @@ The draws reach past the suite on purpose: models from 0.5M to 20M parameters (2
 the suite holds 2M, 4M and 20M), 2 to 8 workers, up to 3 shards.
 
 Prints the validation table and, as its last line, one JSON object: each scenario's
-changes, its errors and the summary ``pslab validate`` gives.
+changes, its errors and the summary ``pslab validate`` gives (a scenario whose emulation
+died is named under ``failed``, with its error: finding those is part of the point).
 Usage: ``python -m experiments.unseen [-n 8] [--seed 1] [-o runs/unseen]``.
 """
 
@@ -23,14 +24,17 @@ import argparse
 import copy
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 from rich.console import Console
 
 from experiments.report import print_json_last, rounded
-from pslab.scenario import ScenarioError, load_scenario, set_path
+from pslab.scenario import Scenario, ScenarioError, load_scenario, set_path
+
+if TYPE_CHECKING:
+    from grpc_ps.launch import LaunchResult
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "scenarios" / "validation"
@@ -111,10 +115,14 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from pslab_cli.comparing import validate
-    from pslab_cli.main import run_launch
+    from pslab_cli.main import UsageError, run_launch
+
+    def measure(scenario: Scenario, out_dir: Path | None) -> LaunchResult:
+        return run_launch(scenario, out_dir)
 
     console = Console(stderr=True)
-    result = validate(scenarios, out / "runs", lambda sc, d: run_launch(sc, d), console)
+    failures = (UsageError, ScenarioError)  # an emulation that died, a run that cannot fit
+    result = validate(scenarios, out / "runs", measure, console, failures=failures)
     Console().print(result["table"])
     summary = result["summary"]
     for path, changes in drawn.items():

@@ -314,12 +314,16 @@ def validate(
     measure: Measure,
     console: Console | None = None,
     repeat: int = 1,
+    failures: tuple[type[Exception], ...] = (),
 ) -> dict[str, Any]:
     """Compare every scenario of a suite; the summary the issue's acceptance reads.
 
-    A scenario this machine cannot emulate (netns without root) is skipped and named."""
+    A scenario this machine cannot emulate (netns without root) is skipped and named. One
+    whose compare raises one of ``failures`` (an emulation that died) is named with its
+    error, and the suite goes on: one flaky run should not cost the other scenarios'."""
     rows = []
     skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
     per_scenario: dict[str, dict[str, Any]] = {}
     table = Table(title=f"validation: {directory}")
     for col in ("scenario", "iteration time error", "overlap abs error", "measured runs"):
@@ -332,7 +336,14 @@ def validate(
             if console is not None:
                 console.print(f"skipped {scenario.name}: {why}", highlight=False, markup=False)
             continue
-        report = compare(scenario, out_dir / path.stem, measure, console=console, repeat=repeat)
+        try:
+            report = compare(scenario, out_dir / path.stem, measure, console=console, repeat=repeat)
+        except failures as e:
+            failed[scenario.name] = str(e)
+            table.add_row(scenario.name, "failed", "", "")
+            if console is not None:
+                console.print(f"{scenario.name} failed: {e}", highlight=False, markup=False)
+            continue
         it = report["metrics"]["iteration_time_s"]["error_pct"]
         ov = report["metrics"]["overlap_ratio"]["abs_error"]
         rows.append((scenario.name, it, ov))
@@ -357,6 +368,7 @@ def validate(
         "max_overlap_abs_error": max((abs(r[2]) for r in rows), default=None),
         "per_scenario": per_scenario,
         "skipped": skipped,
+        "failed": failed,
     }
     return {"table": table, "summary": summary}
 

@@ -228,10 +228,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
     if not directory.is_dir():
         raise UsageError(f"{directory}: not a directory of scenarios")
-    result = validate(directory, Path(args.out), lambda sc, d: run_launch(sc, d), err, args.repeat)
+    result = validate(
+        directory,
+        Path(args.out),
+        lambda sc, d: run_launch(sc, d),
+        err,
+        args.repeat,
+        failures=(UsageError, ScenarioError),  # an emulation that died, a run that cannot fit
+    )
     out.print(result["table"])
     print(json.dumps(result["summary"]))
-    return 0
+    failed = result["summary"]["failed"]
+    if failed:
+        err.print(f"{len(failed)} scenario(s) failed: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
