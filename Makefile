@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 quickstart: $(STAMP)
+	$(BIN)/pslab calibrate --history 3
 	$(BIN)/pslab compare -o runs/quickstart
 
 test: $(STAMP)

@@ -34,7 +34,7 @@ from grpc_ps.probes import (
 from grpc_ps.server import result_finite
 from grpc_ps.speed_probe import SpeedTrack
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
-from pslab import rules
+from pslab import profile_history, rules
 from pslab.profile import PROFILE_FORMAT, Machine, Profile, ProfileError
 from pslab.profile_history import with_history
 from pslab.scenario import Scenario
@@ -316,6 +316,16 @@ def _cached(path: Path) -> Profile | None:
         return None
 
 
+def history_path() -> Path:
+    path = cache_path()
+    return path.with_name(f"{path.stem}.history.yaml")
+
+
+def calibrations() -> int:
+    """How many of this machine's calibrations a compare's medians stand on now."""
+    return profile_history.count(history_path(), machine(), time.time(), STALE_AFTER_S)
+
+
 def add_calibration(scenario: Scenario | None = None, step: Step | None = None) -> Profile:
     """Calibrate now, add it to this machine's history and cache the medians. A compare
     does this hourly; a new machine's first compare would otherwise stand on one moment's
@@ -323,8 +333,7 @@ def add_calibration(scenario: Scenario | None = None, step: Step | None = None) 
     over-predicted the quickstart by 34 %), so a user can take a few up front."""
     path = cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    history = path.with_name(f"{path.stem}.history.yaml")
-    profile = with_history(calibrate(scenario, step), history, STALE_AFTER_S)
+    profile = with_history(calibrate(scenario, step), history_path(), STALE_AFTER_S)
     profile.save(path)
     return profile
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from pslab.profile import PROFILE_FORMAT, Profile
+from pslab.profile import PROFILE_FORMAT, Machine, Profile
 from pslab.results import write_text_atomic
 
 KEPT = 5  # calibrations the median is taken over
@@ -65,20 +65,31 @@ def _entries(path: Path) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else []
 
 
-def with_history(profile: Profile, path: Path, max_age_s: float) -> Profile:
-    """Add a fresh calibration to the machine's history at ``path``; return it with each
-    figure the median over the history's last :data:`KEPT` (calibrations of another
-    machine or profile format, or older than ``max_age_s``, are dropped)."""
-    machine = profile.machine.model_dump()
-    kept = [
+def _kept(path: Path, machine: dict[str, Any], now: float, max_age_s: float) -> list[dict]:
+    """The history's entries that still count: this machine's, this profile format's, younger
+    than ``max_age_s`` at ``now``."""
+    return [
         e
         for e in _entries(path)
         if isinstance(e, dict)
         and e.get("format") == PROFILE_FORMAT
         and e.get("machine") == machine
         and isinstance(e.get("figures"), dict)
-        and profile.measured_at - float(e.get("measured_at", 0.0)) < max_age_s
+        and now - float(e.get("measured_at", 0.0)) < max_age_s
     ]
+
+
+def count(path: Path, machine: Machine, now: float, max_age_s: float) -> int:
+    """How many calibrations the medians would be taken over now (at most :data:`KEPT`)."""
+    return min(len(_kept(path, machine.model_dump(), now, max_age_s)), KEPT)
+
+
+def with_history(profile: Profile, path: Path, max_age_s: float) -> Profile:
+    """Add a fresh calibration to the machine's history at ``path``; return it with each
+    figure the median over the history's last :data:`KEPT` (calibrations of another
+    machine or profile format, or older than ``max_age_s``, are dropped)."""
+    machine = profile.machine.model_dump()
+    kept = _kept(path, machine, profile.measured_at, max_age_s)
     own = figures(profile)
     now = {"format": PROFILE_FORMAT, "machine": machine, "measured_at": profile.measured_at}
     kept = [*kept, {**now, "figures": own}][-KEPT:]

@@ -21,6 +21,7 @@ import pslab
 from grpc_ps.lifeline import Interrupted
 from pslab import units
 from pslab.outputs import check_out_dir
+from pslab.profile_history import KEPT
 from pslab.scenario import Scenario, ScenarioError, load_scenario
 from pslab_cli import collect as collect_cli
 from pslab_cli import model_cmd
@@ -153,8 +154,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from grpc_ps.calibrate import add_calibration, cache_path, calibrate
+    from grpc_ps.calibrate import add_calibration, cache_path, calibrate, calibrations
 
+    if args.out is not None and args.history is not None:
+        raise UsageError("--history adds to this machine's history: drop -o")
     scenario = load_scenario(Path(args.scenario), args.set) if args.scenario else None
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("calibrating", total=1.0)
@@ -162,14 +165,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         def step(what: str, frac: float) -> None:
             bar.update(task, completed=frac, description=what)
 
-        if args.out is None:
-            add_calibration(scenario, step)
-        else:
+        added = 0
+        if args.out is not None:
             calibrate(scenario, step).save(Path(args.out))
-    if args.out is None:
-        out.print(f"added to this machine's history; compare now uses {cache_path()}")
-    else:
+        elif args.history is None:
+            add_calibration(scenario, step)
+            added = 1
+        else:
+            while calibrations() < min(args.history, KEPT):
+                add_calibration(scenario, step)
+                added += 1
+    if args.out is not None:
         out.print(f"wrote {args.out}")
+        return 0
+    out.print(
+        f"{added} calibration(s) added; compare's medians now stand on {calibrations()} "
+        f"({cache_path()})"
+    )
     return 0
 
 
@@ -325,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         help="profile YAML to write (default: add to this machine's history of calibrations, "
         "whose medians compare uses)",
+    )
+    p.add_argument(
+        "--history",
+        type=_positive,
+        metavar="N",
+        help="calibrate only until the machine's history holds N recent calibrations "
+        f"(at most {KEPT} count; none is taken if it already does)",
     )
     p.set_defaults(fn=cmd_calibrate)
 

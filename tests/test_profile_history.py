@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pslab.profile import Machine, Profile
-from pslab.profile_history import KEPT, with_history
+from pslab.profile_history import KEPT, count, with_history
 
 DAY = 24 * 3600.0
 
@@ -74,3 +74,16 @@ def test_a_stream_sizes_figures_are_medians_too(tmp_path: Path) -> None:
         latest = with_history(profile, history, DAY)
     assert latest.stream_cpu_s_per_byte_at == {"send@1": 2e-9}
     assert latest.stream_bytes == 8 << 20
+
+
+def test_count_is_what_the_medians_stand_on_now(tmp_path: Path) -> None:
+    history = tmp_path / "h.yaml"
+    machine = _calibration(0.0, 1e-9).machine
+    assert count(history, machine, 0.0, DAY) == 0  # no history yet
+    for at in range(KEPT + 2):
+        with_history(_calibration(float(at), 1e-9), history, DAY)
+    assert count(history, machine, float(KEPT), DAY) == KEPT  # at most KEPT count
+    # the file keeps the last KEPT (measured at 2 to 6); a day after 2.5, the one at 2 is out
+    assert count(history, machine, DAY + 2.5, DAY) == KEPT - 1
+    other = machine.model_copy(update={"hostname": "elsewhere"})
+    assert count(history, other, float(KEPT), DAY) == 0
