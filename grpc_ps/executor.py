@@ -290,11 +290,13 @@ class EmuExecutor:
         if self.role.name == op.root:
             assert self.comm_servicer is not None
             self.comm_servicer.offer(op.iteration, key, view.numpy().copy())
-        else:
+        else:  # into the buffer itself where it is on the host, as a pull is (_into)
             assert self.comm is not None
-            host = np.empty(view.numel(), np.float32)
+            direct = view.device.type == "cpu" and view.is_contiguous()
+            host = view.numpy() if direct else np.empty(view.numel(), np.float32)
             self.comm.broadcast(host, op.iteration, key, self.role.rank)
-            view.copy_(torch.from_numpy(host))
+            if not direct:
+                view.copy_(torch.from_numpy(host))
         return None, view.numel() * view.element_size()
 
     # -------------------------------------------------------- leader registry
