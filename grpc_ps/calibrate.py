@@ -33,7 +33,7 @@ from grpc_ps.probes import (
 )
 from grpc_ps.server import result_finite
 from grpc_ps.speed_probe import SpeedTrack
-from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, ramp
+from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, per_call, ramp
 from pslab import profile_history, rules
 from pslab.profile import PROFILE_FORMAT, Machine, Profile, ProfileError
 from pslab.profile_history import with_history
@@ -169,14 +169,11 @@ def measure_mean_scale(nbytes: int) -> float:
     written by the group's size, in place, one torch thread. gloo's probe leaves it out, so
     a run's all-reduce op holds it beyond what the probe timed: 3.4 ms on 80 MB here."""
     t = torch.ones(max(nbytes // 4, 1))
-    times = []
-    with one_torch_thread():
-        for _ in range(UPDATE_REPEATS):
-            t.fill_(3.0)  # as gloo leaves it: just written
-            t0 = time.perf_counter()
-            t /= 3
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times)) / (4 * t.numel())
+    with one_torch_thread():  # as gloo leaves it, just written, then divided
+        seconds = per_call(
+            lambda _i: t.div_(3), range(UPDATE_REPEATS), prepare=lambda _i: t.fill_(3)
+        )
+    return seconds / (4 * t.numel())
 
 
 def _load_and_compute(
@@ -327,15 +324,13 @@ def calibrations() -> int:
 
 
 def add_calibration(scenario: Scenario | None = None, step: Step | None = None) -> Profile:
-    """Calibrate now, add it to this machine's history and cache the medians. A compare
-    does this hourly; a new machine's first compare would otherwise stand on one moment's
-    draw (a CI run's calibration read the cores 1.36x slower than its run 40 s later, and
-    over-predicted the quickstart by 34 %), so a user can take a few up front."""
-    path = cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = with_history(calibrate(scenario, step), history_path(), STALE_AFTER_S)
-    profile.save(path)
-    return profile
+    """Calibrate now and add it to this machine's history; return the medians (the caller
+    caches them). A compare does this hourly; a new machine's first compare would otherwise
+    stand on one moment's draw (a CI run's calibration read the cores 1.36x slower than its
+    run 40 s later, and over-predicted the quickstart by 34 %), so a user can take a few up
+    front."""
+    cache_path().parent.mkdir(parents=True, exist_ok=True)
+    return with_history(calibrate(scenario, step), history_path(), STALE_AFTER_S)
 
 
 def profile_for(scenario: Scenario, step: Step | None = None) -> Profile:

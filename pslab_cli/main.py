@@ -169,11 +169,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if args.out is not None:
             calibrate(scenario, step).save(Path(args.out))
         elif args.history is None:
-            add_calibration(scenario, step)
+            add_calibration(scenario, step).save(cache_path())
             added = 1
         else:
             while calibrations() < min(args.history, KEPT):
-                add_calibration(scenario, step)
+                add_calibration(scenario, step).save(cache_path())
                 added += 1
     if args.out is not None:
         out.print(f"wrote {args.out}")
