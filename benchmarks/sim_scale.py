@@ -310,9 +310,12 @@ def _slopes(
 def _with_simgrid(cases: list[dict[str, Any]], budget_s: float, progress: Progress) -> None:
     """Add SimGrid's figures to each straggler case, smallest first, within ``budget_s`` each."""
     why = simgrid_available()
-    rate: dict[str, float] = {}  # SimGrid wall per worker-iteration, per algo, from the last case
+    # SimGrid wall / (workers^2 x iterations), per algo, from the last case run: its wall
+    # per worker-iteration grows with the workers (sync_ps x 20 with stragglers, 7 December:
+    # 18.3 s at 1,024 workers, 73.2 s at 2,048)
+    rate: dict[str, float] = {}
     for c in sorted(cases, key=lambda c: c["workers"] * c["iterations"]):
-        size = c["workers"] * c["iterations"]
+        size = c["workers"] ** 2 * c["iterations"]
         if why is not None:
             c["simgrid"] = {"skipped": why}
             continue
