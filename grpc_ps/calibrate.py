@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,33 @@ def measure_mean_scale(nbytes: int) -> float:
     return seconds / (4 * t.numel())
 
 
+def measure_slice_work(sizes: Iterable[int]) -> tuple[dict[int, float], dict[int, float]]:
+    """Seconds per byte of a communicator's own work on a slice of each size: adding a
+    received part into its total in place, and a copy, the mean of its two (the sum into
+    its buffer, its offer into a fresh array). Each as the communicator meets it, after
+    other processes swept the caches. Beyond glibc's 32 MiB mmap threshold a fresh
+    array's pages fault in at every copy: 64 MiB took 8.4-9.7 ms into an existing array
+    here, 10-30 ms into a fresh one."""
+    evict = np.ones(EVICT_BYTES // 8)
+    add: dict[int, float] = {}
+    copy: dict[int, float] = {}
+    for nbytes in sizes:
+        add[nbytes], copy[nbytes] = _slice_work(nbytes, evict)
+    return add, copy
+
+
+def _slice_work(nbytes: int, evict: np.ndarray) -> tuple[float, float]:
+    """``measure_slice_work``'s figures at one size: (add, copy) seconds per byte."""
+    total, part = np.ones(nbytes // 4, np.float32), np.ones(nbytes // 4, np.float32)
+    buf = np.empty_like(total)
+
+    def timed(work: Callable[[int], object]) -> float:
+        return per_call(work, range(UPDATE_REPEATS), prepare=lambda _i: evict.sum()) / nbytes
+
+    into, fresh = timed(lambda _i: np.copyto(buf, total)), timed(lambda _i: total.copy())
+    return timed(lambda _i: np.add(total, part, out=total)), (into + fresh) / 2
+
+
 def _load_and_compute(
     model: str, batch: int
 ) -> tuple[Callable[[int], object], Callable[[int], object]]:
@@ -247,6 +274,8 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         step("worker update", 0.75)
         (update_s, update_s_per_byte), hot_update = measure_worker_update(nbytes)
         mean_scale = measure_mean_scale(nbytes)
+        step("a communicator's sums and copies", 0.78)
+        slice_add, slice_copy = measure_slice_work(sorted({DEFAULT_BYTES, *STREAM_SIZES}))
         step("free cores", 0.81)
         free = measure_free_cores(machine().cores)
     profile = Profile(
@@ -261,6 +290,8 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         worker_update_hot_s=hot_update[0],
         worker_update_hot_s_per_byte=hot_update[1],
         mean_scale_s_per_byte=mean_scale,
+        slice_add_s_per_byte_at=slice_add,
+        slice_copy_s_per_byte_at=slice_copy,
         cold_ramp_s=ramp,
         speed=track.speed(),
         contended_lock_share=contended,

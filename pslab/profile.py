@@ -72,7 +72,7 @@ class Speed(BaseModel):
         return self.high < other.low or other.high < self.low
 
 
-PROFILE_FORMAT = 16  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 17  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 # an end of a stream: a client's or a server's, sending or receiving (as the figures' names)
@@ -159,6 +159,16 @@ class Profile(BaseModel):
         description="a worker's in-place division of an all-reduced sum by its group's size, "
         "per byte (0: not priced)",
     )
+    slice_add_s_per_byte_at: dict[int, float] = Field(
+        default_factory=dict,
+        description="a communicator's in-place sum of a received part into its total, "
+        "seconds per byte, key the slice's bytes (empty: not priced)",
+    )
+    slice_copy_s_per_byte_at: dict[int, float] = Field(
+        default_factory=dict,
+        description="a communicator's copy of a slice (its sum into its buffer, its offer), "
+        "seconds per byte, key the slice's bytes (empty: not priced)",
+    )
     compute_s: dict[str, float] = Field(
         default_factory=dict, description="real forward+backward per batch, key 'model@batch'"
     )
@@ -206,6 +216,14 @@ class Profile(BaseModel):
             parse_stream_key(key)
             if not per_byte >= 0:
                 raise ValueError(f"{key}: expected seconds per byte >= 0, got {per_byte}")
+        return table
+
+    @field_validator("slice_add_s_per_byte_at", "slice_copy_s_per_byte_at")
+    @classmethod
+    def _sizes(cls, table: dict[int, float]) -> dict[int, float]:
+        for nbytes, per_byte in table.items():
+            if nbytes <= 0 or not per_byte >= 0:
+                raise ValueError(f"{nbytes}: expected bytes > 0 and seconds per byte >= 0")
         return table
 
     def allreduce_key(self, members: int, nbytes: int) -> str:

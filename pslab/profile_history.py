@@ -30,7 +30,7 @@ _NOT_FIGURES = frozenset({"format", "measured_at", "effective_cores", "stream_by
 
 # machine-wide tables, each entry a figure of its own (the per-scenario tables, a model's
 # compute or a gloo group's, stay the profile's own: calibrations measure different ones)
-_TABLES = ("stream_cpu_s_per_byte_at",)
+_TABLES = ("stream_cpu_s_per_byte_at", "slice_add_s_per_byte_at", "slice_copy_s_per_byte_at")
 
 
 def figures(profile: Profile) -> dict[str, float]:
@@ -98,4 +98,4 @@ def with_history(profile: Profile, path: Path, max_age_s: float) -> Profile:
         name: statistics.median(e["figures"].get(name, value) for e in kept)
         for name, value in own.items()
     }
-    return profile.model_copy(update=_update(medians))
+    return Profile.model_validate({**profile.model_dump(), **_update(medians)})  # keys typed

@@ -48,6 +48,7 @@ class Rendezvous:
     done: simpy.Event
     arrived: int = 0
     left: int = 0  # a rooted call's: members whose part is still to reach the root
+    received: int = 0  # a reduce's parts at the root: the first is its total, the rest added
 
 
 class CollectiveOps:
@@ -58,6 +59,7 @@ class CollectiveOps:
     platform: NominalPlatform | LocalPlatform
     costs: Costs
     cluster: Cluster
+    cpu_of: dict[str, str]
     scenario: Scenario
     numerics: Numerics | None
     endpoint: dict[str, str]
@@ -250,28 +252,38 @@ class CollectiveOps:
 
     def _op_reduce(self, role: Role, op: ops.Reduce) -> Proc:
         """A member streams its part to the root now and is done when it is in (the
-        communicator's Reduce returns once the part is summed); the root is done when every
-        part is, as its ``collect`` blocks until then."""
+        communicator's Reduce returns once the part is summed: the first part in becomes
+        the total, each later one is added to it in the root's process); the root is done
+        when every part is, as its ``collect`` blocks until then, and copies the sum into
+        its buffer."""
         nbytes = self._span_bytes(op.span)
         call = self._rooted(role, ("reduce", op.root), op.group, op.root)
         if role.name != op.root:
             yield self.net.transfer(self.endpoint[role.name], self.endpoint[op.root], nbytes)
+            call.received += 1
+            if call.received > 1 and (add_s := self.costs.slice_add(nbytes)):
+                yield self.platform.cpu_work(self.net, self.cpu_of[op.root], add_s)
             call.left -= 1
             if not call.left:
                 call.done.succeed()
             return None, nbytes
         if call.left:
             yield call.done
+        if copy_s := self.costs.slice_copy(nbytes):
+            yield self.platform.cpu_work(self.net, self.cpu_of[role.name], copy_s)
         if self.numerics is not None:  # the members' parts, unchanged since they were sent
             self.numerics.reduce(op.group, op.root, op.buf, op.span)
         return None, nbytes
 
     def _op_broadcast(self, role: Role, op: ops.Broadcast) -> Proc:
-        """The root offers its data and goes on (the communicator's ``offer``); a member
-        receives once it asks and the data are offered, as its Broadcast call blocks."""
+        """The root offers a copy of its data (the communicator's ``offer``: its buffer
+        moves on while the broadcasts stream) and goes on; a member receives once it asks
+        and the data are offered, as its Broadcast call blocks."""
         nbytes = self._span_bytes(op.span)
         call = self._rooted(role, ("broadcast", op.root), op.group, op.root)
         if role.name == op.root:
+            if copy_s := self.costs.slice_copy(nbytes):
+                yield self.platform.cpu_work(self.net, self.cpu_of[role.name], copy_s)
             if self.numerics is not None:  # what every member receives: the root's now
                 self.numerics.broadcast(op.group, op.root, op.buf, op.span)
             call.done.succeed()

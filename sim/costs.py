@@ -12,6 +12,7 @@ import numpy as np
 
 from pslab.distributions import sampler
 from pslab.scenario import Scenario
+from pslab.size_curve import SizeCurve
 from pslab.smoothing import fft_flops
 
 
@@ -32,13 +33,17 @@ class MachineCosts(NamedTuple):
     ``compute_s``: a real (torch) step as measured, or None where compute is the
     scenario's (emulated compute sleeps exactly that). ``worker_update`` is a worker's
     step with its caches cold, ``worker_update_hot`` back to back (None: not measured).
-    ``mean_scale_s_per_byte``: an all-reduce's mean, its sum divided in place."""
+    ``mean_scale_s_per_byte``: an all-reduce's mean, its sum divided in place.
+    ``slice_add``, ``slice_copy``: a communicator's sum of a part into its total and its
+    copies of a slice, by the slice's bytes (None: not measured)."""
 
     compute_s: float | None
     server_update_s_per_byte: float
     worker_update: UpdateCost
     worker_update_hot: UpdateCost | None = None
     mean_scale_s_per_byte: float = 0.0
+    slice_add: SizeCurve | None = None
+    slice_copy: SizeCurve | None = None
 
 
 class Costs:
@@ -92,6 +97,18 @@ class Costs:
         (the emulator's torch does it on the CPU); a nominal cluster's collective library
         folds it into its reduction, so there it costs nothing of its own."""
         return nbytes * self.machine.mean_scale_s_per_byte if self.machine is not None else 0.0
+
+    def slice_add(self, nbytes: int) -> float:
+        """A communicator adding a received part into its total: numpy on the CPU in the
+        emulator; a nominal cluster's reduction is folded into its transfers."""
+        curve = self.machine.slice_add if self.machine is not None else None
+        return curve(nbytes) if curve is not None else 0.0
+
+    def slice_copy(self, nbytes: int) -> float:
+        """A communicator copying a slice: its sum into its buffer, its offer into a fresh
+        array that the broadcasts stream while it goes on (priced as ``slice_add``)."""
+        curve = self.machine.slice_copy if self.machine is not None else None
+        return curve(nbytes) if curve is not None else 0.0
 
     def worker_update_hot(self, nbytes: int) -> float:
         """The step back to back; where that was not measured, the one figure there is."""

@@ -137,6 +137,7 @@ class SimExecutor(ServerOps, CollectiveOps):
         self._latency: dict[tuple[str, str], float] = {}
         self.endpoint = {r.name: platform.endpoint(r) for r in plan.roles}
         self.host_of = {r.name: platform.host(r) for r in plan.roles}
+        self.cpu_of = {r.name: platform.cpu_of(r) for r in plan.roles}  # where its CPU work runs
         self.rngs = {r.name: role_rng(scenario.run.seed, r.name) for r in plan.roles}
         self.numerics = (
             _numerics(plan, [(s.offset, s.length) for s in self.shards])

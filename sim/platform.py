@@ -29,6 +29,7 @@ import simpy
 from pslab.algorithms.base import REGISTRY, Plan, Role, server_name
 from pslab.distributions import role_rng
 from pslab.profile import Profile
+from pslab.size_curve import SizeCurve
 from pslab.stream_costs import EndCost, StreamCosts, rpc_ramp_s
 from sim.costs import MachineCosts, UpdateCost
 from sim.network import FlowNetwork
@@ -313,6 +314,10 @@ def _hot_update(profile: Profile) -> UpdateCost | None:
     return None if fixed is None or per_byte is None else UpdateCost(fixed, per_byte)
 
 
+def _curve(per_byte_at: dict[int, float]) -> SizeCurve | None:
+    return SizeCurve(per_byte_at) if per_byte_at else None
+
+
 TORCH = "torch"  # a process's warmth for its tensor work: a real compute, an SGD step
 
 
@@ -331,6 +336,8 @@ class LocalPlatform:
             worker_update=UpdateCost(profile.worker_update_s, profile.worker_update_s_per_byte),
             worker_update_hot=_hot_update(profile),
             mean_scale_s_per_byte=profile.mean_scale_s_per_byte,
+            slice_add=_curve(profile.slice_add_s_per_byte_at),
+            slice_copy=_curve(profile.slice_copy_s_per_byte_at),
         )
         self._jitter = {
             r.name: role_rng(plan.scenario.run.seed, f"{r.name}:sleep") for r in plan.roles

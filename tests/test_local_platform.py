@@ -228,3 +228,22 @@ def test_a_gloo_collective_leaves_its_process_lock_free(beside: str, end: float)
     env.run(until=env.all_of(works))
     assert env.now == pytest.approx(end)
     assert net.carried_each("proc:")["worker-0"] == pytest.approx(2.0)
+
+
+def test_a_communicators_sums_and_copies_are_its_cpu(root) -> None:
+    """The emulator's communicator adds every part after the first into its total and
+    copies each slice twice (the sum into its buffer, its offer): two members a group,
+    so per iteration one add and two copies of the model, in its own process."""
+    six = ("run.iterations=6",)
+    add, copy = 1e-9, 0.5e-9
+    free = zero_cost_profile()
+    priced = zero_cost_profile(
+        slice_add_s_per_byte_at={8_000_000: add}, slice_copy_s_per_byte_at={8_000_000: copy}
+    )
+
+    def comm_cpu(profile: Profile) -> float:
+        scenario = load_scenario("scenarios/validation/layered_sgd_emulated.yaml", list(six))
+        return simulate_emulated(scenario, profile).metrics["cpu_time_by_process_s"]["comm-0"]
+
+    assert comm_cpu(free) == 0.0
+    assert comm_cpu(priced) == pytest.approx(6 * 8e6 * (add + 2 * copy), rel=1e-9)

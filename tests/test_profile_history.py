@@ -76,6 +76,16 @@ def test_a_stream_sizes_figures_are_medians_too(tmp_path: Path) -> None:
     assert latest.stream_bytes == 8 << 20
 
 
+def test_a_communicators_figures_by_size_are_medians_keyed_by_bytes(tmp_path: Path) -> None:
+    history = tmp_path / "h.yaml"
+    for at, per_byte in ((0.0, 1e-9), (10.0, 9e-9), (20.0, 2e-9)):
+        profile = _calibration(at, per_byte).model_copy(
+            update={"slice_add_s_per_byte_at": {8 << 20: per_byte, 64 << 20: 2 * per_byte}}
+        )
+        latest = with_history(profile, history, DAY)
+    assert latest.slice_add_s_per_byte_at == {8 << 20: 2e-9, 64 << 20: 4e-9}  # int keys
+
+
 def test_count_is_what_the_medians_stand_on_now(tmp_path: Path) -> None:
     history = tmp_path / "h.yaml"
     machine = _calibration(0.0, 1e-9).machine

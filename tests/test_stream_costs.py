@@ -78,3 +78,14 @@ def test_a_bad_stream_key_is_an_error_naming_it(key: str, tmp_path) -> None:
     with pytest.raises(ProfileError) as err:
         Profile.load(path)
     assert "stream_cpu_s_per_byte_at" in str(err.value) and repr(key) in str(err.value)
+
+
+@pytest.mark.parametrize("table", [{0: 1e-9}, {1024: -1.0}, {"big": 1e-9}])
+def test_a_bad_slice_size_is_an_error_naming_its_table(table: dict, tmp_path) -> None:
+    good = zero_cost_profile()
+    data = {**good.model_dump(mode="json"), "slice_copy_s_per_byte_at": table}
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError) as err:
+        Profile.load(path)
+    assert "slice_copy_s_per_byte_at" in str(err.value)
