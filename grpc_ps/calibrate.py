@@ -181,8 +181,8 @@ def measure_slice_work(sizes: Iterable[int]) -> tuple[dict[int, float], dict[int
     received part into its total in place, and a copy, the mean of its two (the sum into
     its buffer, its offer into a fresh array). Each as the communicator meets it, after
     other processes swept the caches. Beyond glibc's 32 MiB mmap threshold a fresh
-    array's pages fault in at every copy: 64 MiB took 8.4-9.7 ms into an existing array
-    here, 10-30 ms into a fresh one."""
+    array's pages fault in at every copy: 64 MiB took 6.5-6.8 ms into an existing array
+    here and 7.0-7.3 ms into a fresh one, on a quiet machine."""
     evict = np.ones(EVICT_BYTES // 8)
     add: dict[int, float] = {}
     copy: dict[int, float] = {}
