@@ -238,7 +238,7 @@ class CollectiveOps:
         if op.average and len(op.group) > 1 and role.device is None:
             scale_s = self.costs.mean_scale(nbytes)
             if scale_s:
-                yield self.platform.cpu_work(self.net, self.platform.cpu_of(role), scale_s)
+                yield self.platform.cpu_work(self.net, self.cpu_of[role.name], scale_s)
         return None, nbytes
 
     def _rooted(self, role: Role, kind: Kind, group: tuple[str, ...], root: str) -> Rendezvous:
