@@ -69,8 +69,9 @@ def bases_by_variant() -> dict[str, list[Path]]:
 
 def draw(
     rng: np.random.Generator, index: int, paths: list[Path], out: Path
-) -> tuple[Path, dict[str, Any]]:
-    """Scenario ``index``: one of ``paths`` (a variant's bases), changed and checked."""
+) -> tuple[Path, str, dict[str, Any]]:
+    """Scenario ``index``: one of ``paths`` (a variant's bases), changed and checked; its
+    file, its name and its changes."""
     path = paths[int(rng.integers(len(paths)))]
     base = yaml.safe_load(path.read_text())
     for _ in range(DRAWS_PER_SCENARIO):
@@ -83,10 +84,10 @@ def draw(
         target = out / f"unseen_{index:02d}.yaml"
         target.write_text(yaml.safe_dump(data, sort_keys=False))
         try:
-            load_scenario(target)
+            scenario = load_scenario(target)
         except ScenarioError:
             continue
-        return target, {"base": base["name"], **changes}
+        return target, scenario.name, {"base": base["name"], **changes}
     raise RuntimeError(f"{path.name}: no draw of {DRAWS_PER_SCENARIO} was a valid scenario")
 
 
@@ -107,11 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     # every variant in turn, in a drawn order: the suite holds six sync_ps bases, one EASGD
     by_variant = bases_by_variant()
     order = [sorted(by_variant)[k] for k in rng.permutation(len(by_variant))]
-    drawn = dict(
-        draw(rng, i, by_variant[order[i % len(order)]], scenarios) for i in range(args.count)
-    )
+    drawn = [draw(rng, i, by_variant[order[i % len(order)]], scenarios) for i in range(args.count)]
     if args.draw_only:
-        print_json_last({"seed": args.seed, "drawn": {p.name: c for p, c in drawn.items()}})
+        print_json_last({"seed": args.seed, "drawn": {p.name: c for p, _, c in drawn}})
         return
 
     from pslab_cli.comparing import validate
@@ -125,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     result = validate(scenarios, out / "runs", measure, console, failures=failures)
     Console().print(result["table"])
     summary = result["summary"]
-    for path, changes in drawn.items():
-        entry = summary["per_scenario"].get(load_scenario(path).name)
+    for _, name, changes in drawn:
+        entry = summary["per_scenario"].get(name)
         if entry is not None:
             entry["changes"] = changes
     print_json_last(rounded({"seed": args.seed, **summary}))
