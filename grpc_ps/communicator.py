@@ -61,6 +61,7 @@ class CommunicatorServicer(pb_grpc.CommunicatorServicer, Books):
                 self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"size mismatch for {key}")
             else:
                 total += arr
+                self._spares.give(arr)  # summed: the next part's stream can reuse it
             seen.add(first.worker)
             self._sums[key] = (seen, total)
             self._cond.notify_all()

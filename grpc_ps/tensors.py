@@ -269,10 +269,9 @@ def receive_pull(chunks: Iterable[Chunk | pb.PullChunk], out: np.ndarray) -> int
     return first.version
 
 
-def receive_new(first: Chunk, rest: Iterable[Chunk], limit: int) -> np.ndarray:
-    """A whole stream into a new float32 array, its declared size checked before allocating."""
-    check_header(first.total_elements, first.dtype, np.dtype(np.float32), limit)
-    asm = Reassembler(np.empty(first.total_elements, np.float32))
+def receive_into(first: Chunk, rest: Iterable[Chunk], out: np.ndarray) -> np.ndarray:
+    """A whole stream into ``out``, which the header's size was checked against."""
+    asm = Reassembler(out)
     asm.feed(first.offset, first.data)
     for chunk in rest:
         asm.feed(chunk.offset, chunk.data)

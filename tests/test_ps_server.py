@@ -455,6 +455,38 @@ def test_leader_registry_elects_the_lowest_loss_and_serves_its_parameters() -> N
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_a_publication_still_fetched_is_not_reused_and_a_replaced_one_is() -> None:
+    n = 1 << 22  # 16 MB: beyond grpc's flow-control windows, so an unread fetch waits mid-way
+    registry = LeaderRegistryServicer([[0]], max_elements=n)
+    with run_server(registry, grace=None) as (_, port):
+        stub = client_stub(grpc.insecure_channel(f"127.0.0.1:{port}"), "LeaderRegistry")
+
+        def publish(x: np.ndarray, round_: int, key: str = "k") -> None:
+            chunks = tensors.push_chunks(x, 1 << 20, key=key, round=round_)
+            stub.Publish(chunks, timeout=TIMEOUT)
+
+        first = np.arange(n, dtype=np.float32)
+        publish(first, 1)
+        req = pb.FetchRequest(key="k", min_round=1, chunk_bytes=1 << 20)
+        stream = stub.Fetch(req, timeout=TIMEOUT)
+        head = next(stream)  # the fetch holds round 1's array from here to its last chunk
+        for round_ in (2, 3, 4):  # each replaces the last: spares go round
+            publish(first + round_, round_)
+        out = np.empty(n, np.float32)
+        assert tensors.receive_pull(itertools.chain([head], stream), out) == 1
+        assert np.array_equal(out, first), "a newer publication was written into a fetched one"
+        fourth = registry._published.get("k")[1]
+        publish(first + 5, 5)  # replaces round 4, whose array no fetch streams: a spare
+        publish(first + 6, 6)
+        assert registry._published.get("k")[1] is fourth
+        req = pb.FetchRequest(key="k", min_round=6, chunk_bytes=1 << 20)
+        assert tensors.receive_pull(stub.Fetch(req, timeout=TIMEOUT), out) == 6
+        publish(first + 7, 7, "other")  # the fetched round 6 is still held: not a spare
+        publish(first + 8, 8, "other")
+        assert tensors.receive_pull(stub.Fetch(req, timeout=TIMEOUT), out) == 6
+        assert np.array_equal(out, first + 6), "a held publication was taken as a spare"
+
+
 def test_synchronous_registry_answers_a_round_once_everyone_reported() -> None:
     registry = LeaderRegistryServicer([[0, 1], [2]], max_elements=N, sync=True)
     with run_server(registry, grace=None) as (_, port):
