@@ -36,7 +36,7 @@ from grpc_ps.speed_probe import SpeedTrack
 from grpc_ps.timing import COLD_GAP_S, costs_after_gaps, per_call, ramp
 from pslab import profile_history, rules
 from pslab.profile import PROFILE_FORMAT, Machine, Profile, ProfileError
-from pslab.profile_history import with_history
+from pslab.profile_history import with_history, with_scenario_figures
 from pslab.scenario import Scenario
 from pslab.torch_threads import one_torch_thread
 
@@ -373,7 +373,9 @@ def profile_for(scenario: Scenario, step: Step | None = None) -> Profile:
     profile = _cached(path)
     if profile is None or not is_fresh(profile) or time.time() - profile.measured_at > REFRESH_S:
         profile = add_calibration(scenario, step)
-    updated = with_scenario(profile, scenario, step)
+    updated = with_scenario_figures(
+        profile, with_scenario(profile, scenario, step), history_path(), STALE_AFTER_S
+    )
     updated.save(path)
     # what other jobs leave free changes by the second: compare takes it from the measured
     # run itself (grpc_ps.load), not from this moment

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pslab.profile import Machine, Profile
-from pslab.profile_history import KEPT, count, with_history
+from pslab.profile_history import KEPT, count, with_history, with_scenario_figures
 
 DAY = 24 * 3600.0
 
@@ -23,7 +23,7 @@ def _calibration(at: float, send: float, overlap: float = 0.5) -> Profile:
         rpc_cpu_s=0.0,
         update_s_per_byte=0.0,
         stream_overlap=overlap,
-        compute_s={"m@1": at},  # a scenario's table stays the calibration's own
+        compute_s={"m@1": at},  # a scenario's table: medians over the calibrations with it
     )
 
 
@@ -36,7 +36,35 @@ def test_each_figure_is_the_median_of_the_machines_recent_calibrations(tmp_path:
     assert third.send_cpu_s_per_byte == 2e-9  # one outlier (9e-9) outvoted
     assert third.stream_overlap == 0.5
     assert third.measured_at == 20.0 and third.effective_cores == 2.0 - 20.0 / 1e6
-    assert third.compute_s == {"m@1": 20.0}
+    assert third.compute_s == {"m@1": 10.0}
+
+
+def test_a_scenarios_figures_measured_later_join_their_calibration(tmp_path: Path) -> None:
+    """A compare measures a scenario's gloo all-reduce on the cached profile: the figure
+    goes into the history entry of the calibration that profile stands on, and comes back
+    as the median over the calibrations that measured it: the last, unlucky, outvoted."""
+    history = tmp_path / "h.yaml"
+    ring = "4x19240"
+    for at, seconds in ((0.0, 1e-3), (10.0, 2e-3), (20.0, 9e-3)):
+        cached = with_history(_calibration(at, 1e-9), history, DAY)
+        assert ring not in cached.allreduce_s  # a fresh calibration does not measure it
+        measured = cached.model_copy(update={"allreduce_s": {ring: seconds}})
+        latest = with_scenario_figures(cached, measured, history, DAY)
+    assert latest.allreduce_s == {ring: 2e-3}
+    assert latest.send_cpu_s_per_byte == 1e-9 and latest.compute_s == {"m@1": 10.0}
+    kept = yaml.safe_load(history.read_text())
+    assert [e["figures"][f"allreduce_s[{ring}]"] for e in kept] == [1e-3, 2e-3, 9e-3]
+    again = with_scenario_figures(latest, latest, history, DAY)  # nothing new: as it is
+    assert again == latest
+
+
+def test_a_profile_from_elsewhere_keeps_its_scenario_figures(tmp_path: Path) -> None:
+    history = tmp_path / "h.yaml"
+    with_history(_calibration(0.0, 1e-9), history, DAY)
+    other = _calibration(5.0, 3e-9)  # a named calibration file: not in this history
+    measured = other.model_copy(update={"allreduce_s": {"2x8": 4e-3}})
+    assert with_scenario_figures(other, measured, history, DAY) == measured
+    assert "allreduce_s[2x8]" not in yaml.safe_load(history.read_text())[0]["figures"]
 
 
 def test_old_foreign_and_surplus_calibrations_leave_the_history(tmp_path: Path) -> None:
