@@ -33,8 +33,10 @@ class Spares:
     (:mod:`grpc_ps.buffers`). Used under the servicer's ``_cond``.
     """
 
-    def __init__(self, keep: int = 4) -> None:
-        self.keep = keep  # the most kept idle: more would only hold memory
+    def __init__(self, keep: int = 2) -> None:
+        # the most kept idle, each one a model's size held beyond what grpc_ps.fit counts:
+        # two cover a synchronous round's two local leaders replaced together
+        self.keep = keep
         self._idle: list[np.ndarray] = []
 
     def take(self, elements: int) -> np.ndarray:
