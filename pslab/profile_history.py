@@ -8,7 +8,10 @@ calibrations, applied to the same runs, gave 10.9 % (max 33.8 %). Timing each fi
 against three fresh server processes did not narrow the draw (a server's receive read
 7.2-10.6 with one server, 7.7-10.7 with three): it is the moment's, not the process's. So a
 compare's cached profile holds each figure's median over the machine's last calibrations,
-and one unlucky moment cannot set a week of predictions.
+and one unlucky moment cannot set a week of predictions. What only some scenarios need (a
+model's compute, a gloo group's all-reduce) is measured when a compare first needs it; it
+joins the entry of the calibration its profile stands on, and its median is over the
+entries that hold it.
 """
 
 from __future__ import annotations
