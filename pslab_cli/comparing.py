@@ -356,6 +356,7 @@ def validate(
             "prediction_in_range": report.get("prediction_in_range"),
             "other_cores": report.get("machine_load", {}).get("other_cores"),
             "cpu_s_per_worker_iteration": report.get("cpu_s_per_worker_iteration"),
+            "speed_vs_calibration": report.get("speed_vs_calibration", {}).get("ratio"),
         }
         per_scenario[scenario.name] = entry
         spread = f"{min(runs) * 1e3:.4g}-{max(runs) * 1e3:.4g} ms" if len(runs) > 1 else "1"
@@ -366,11 +367,48 @@ def validate(
         "median_abs_error_pct": statistics.median(errors) if errors else None,
         "max_abs_error_pct": max(errors) if errors else None,
         "max_overlap_abs_error": max((abs(r[2]) for r in rows), default=None),
+        "machine": machine_moment(per_scenario),
         "per_scenario": per_scenario,
         "skipped": skipped,
         "failed": failed,
     }
     return {"table": table, "summary": summary}
+
+
+def machine_moment(per_scenario: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """What the machine was like through a validation, over its scenarios (medians): the
+    CPU its processes spent against the CPU predicted, and the speed probe's reading against
+    the calibration's. Every prediction moves with them together: validation 17 (7
+    December) spent 1.25x the predicted CPU where runs 15 and 16 spent 1.11x, and 24 of its
+    28 scenarios came out under-predicted, sync_ps-2shards at -17.9 against +0.4 and +6.1 %.
+    So the summary says which moment a validation's errors come from (None: not measured)."""
+    cpu, speed = [], []
+    for entry in per_scenario.values():
+        used = entry.get("cpu_s_per_worker_iteration") or {}
+        if used.get("predicted") and used.get("measured") is not None:
+            cpu.append(used["measured"] / used["predicted"])
+        if entry.get("speed_vs_calibration") is not None:
+            speed.append(entry["speed_vs_calibration"])
+    return {
+        "cpu_measured_over_predicted": statistics.median(cpu) if cpu else None,
+        "speed_vs_calibration": statistics.median(speed) if speed else None,
+    }
+
+
+def machine_note(moment: dict[str, float | None]) -> str | None:
+    """``machine_moment`` in words, where it was measured."""
+    cpu, speed = moment.get("cpu_measured_over_predicted"), moment.get("speed_vs_calibration")
+    parts = []
+    if cpu is not None:
+        parts.append(f"the runs' processes spent {cpu:.2f}x the CPU predicted")
+    if speed is not None:
+        parts.append(f"the speed probe read {speed:.2f}x the calibration's")
+    if not parts:
+        return None
+    return (
+        f"over the scenarios (medians), {' and '.join(parts)}: a moment the calibration did "
+        "not see moves every prediction the same way"
+    )
 
 
 def cannot_emulate(scenario: Scenario) -> str | None:

@@ -235,7 +235,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pslab_cli.comparing import validate
+    from pslab_cli.comparing import machine_note, validate
 
     directory = Path(args.directory)
     if not directory.is_dir():
@@ -249,6 +249,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         failures=(UsageError, ScenarioError),  # an emulation that died, a run that cannot fit
     )
     out.print(result["table"])
+    note = machine_note(result["summary"]["machine"])
+    if note:
+        err.print(note, highlight=False, markup=False)
     print(json.dumps(result["summary"]))
     failed = result["summary"]["failed"]
     if failed:
