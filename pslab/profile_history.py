@@ -122,11 +122,9 @@ def with_scenario_figures(
     calibrations that measured them: a gloo group's all-reduce read 0.45 to 2.9 ms, a
     model's cold step 0.65 to 0.80 ms, from one calibration to the next (7 December).
     Without that entry (a profile from elsewhere) ``measured`` is returned as it is."""
-    new = {
-        name: value
-        for name, value in _entries_of(measured.model_dump(), _SCENARIO_TABLES).items()
-        if name not in _entries_of(profile.model_dump(), _SCENARIO_TABLES)
-    }
+    had = _entries_of(profile.model_dump(), _SCENARIO_TABLES)
+    measured_now = _entries_of(measured.model_dump(), _SCENARIO_TABLES)
+    new = {name: value for name, value in measured_now.items() if name not in had}
     kept = _kept(path, profile.machine.model_dump(), profile.measured_at, max_age_s)[-KEPT:]
     mine = [e for e in kept if e["measured_at"] == profile.measured_at]
     if not new or not mine:
