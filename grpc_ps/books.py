@@ -98,14 +98,15 @@ class Books:
             out = self._spares.take(first.total_elements)
         try:
             tensors.receive_into(first, rest, out)
-            ok = finite(out)
-        except BaseException as e:
+        except tensors.ChunkError as e:
             with self._cond:
                 self._spares.give(out)
-            if isinstance(e, tensors.ChunkError):
-                self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except BaseException:
+            with self._cond:
+                self._spares.give(out)
             raise
-        if not ok:
+        if not finite(out):
             with self._cond:
                 self._spares.give(out)
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "NaN or Inf in the tensor")

@@ -72,11 +72,7 @@ class Buffers(Books):
         if buf is None:
             return None
         try:
-            asm = tensors.Reassembler(buf)
-            asm.feed(first.offset, first.data)
-            for chunk in rest:
-                asm.feed(chunk.offset, chunk.data)
-            asm.finish()
+            tensors.receive_into(first, rest, buf)
         except tensors.ChunkError as e:
             with self._cond:
                 self._release(buf)
@@ -86,5 +82,5 @@ class Buffers(Books):
                 self._release(buf)
             raise
         with self._cond:
-            self._bytes_in += asm.bytes
+            self._bytes_in += buf.nbytes  # whole: receive_into wrote every element once
         return buf

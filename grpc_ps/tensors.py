@@ -231,7 +231,6 @@ class Reassembler:
     def __init__(self, out: np.ndarray) -> None:
         self.out = out
         self.filled = 0
-        self.bytes = 0
 
     def feed(self, offset: int, data: bytes | memoryview) -> None:
         itemsize = self.out.itemsize
@@ -244,7 +243,6 @@ class Reassembler:
             raise ChunkError(f"chunk [{offset}, {offset + count}) beyond {len(self.out)} elements")
         self.out[offset : offset + count] = np.frombuffer(data, dtype=self.out.dtype)
         self.filled += count
-        self.bytes += len(data)
 
     def finish(self) -> np.ndarray:
         if self.filled != len(self.out):
@@ -261,16 +259,15 @@ def receive_pull(chunks: Iterable[Chunk | pb.PullChunk], out: np.ndarray) -> int
     check_header(first.total_elements, first.dtype, out.dtype, len(out))
     if first.total_elements != len(out):
         raise ChunkError(f"stream holds {first.total_elements} elements, expected {len(out)}")
-    asm = Reassembler(out)
-    asm.feed(first.offset, first.data)
-    for chunk in it:
-        asm.feed(chunk.offset, chunk.data)
-    asm.finish()
+    receive_into(first, it, out)
     return first.version
 
 
-def receive_into(first: Chunk, rest: Iterable[Chunk], out: np.ndarray) -> np.ndarray:
-    """A whole stream into ``out``, which the header's size was checked against."""
+def receive_into(
+    first: Chunk | pb.PullChunk, rest: Iterable[Chunk | pb.PullChunk], out: np.ndarray
+) -> np.ndarray:
+    """A whole stream into ``out``, which the header's size was checked against; every
+    element written exactly once, or ChunkError."""
     asm = Reassembler(out)
     asm.feed(first.offset, first.data)
     for chunk in rest:
