@@ -24,6 +24,8 @@ Run = Generator[Any, Any, Any]
 # What ``Start`` gives the program for its ``Wait``: what the executor's ``spawn``
 # returned (a SimPy process, a future) and the started op's category.
 Handle = tuple[Any, str]
+# What an executor's pure delay for one op type is: ``seconds = delay(op, start)``.
+Delay = Callable[[Any, float], float]
 
 _OWN = {ops.Iteration: "iteration", ops.Start: "start", ops.Wait: "wait"}
 
@@ -46,6 +48,8 @@ def drive(
     role: str,
     host: str,
     on_iteration: Callable[[int], None] | None = None,
+    delay: Callable[[str], Delay | None] | None = None,
+    wait_until: Callable[[float], Any] | None = None,
 ) -> Run:
     """Run ``program`` to its end, answering every op and recording its span.
 
@@ -63,21 +67,23 @@ def drive(
 
     # Per op type: its handler (None for the driver's own ops), span name, its lane in
     # the trace, and whether its ops say on whose behalf they run (only then is it read).
-    kinds: dict[type, tuple[Handler | None, str, int, bool]] = {}
+    # Its pure delay, if it is one (``delay``).
+    kinds: dict[type, tuple[Handler | None, str, int, bool, Delay | None]] = {}
 
-    def kind(op: ops.Op) -> tuple[Handler | None, str, int, bool]:
+    def kind(op: ops.Op) -> tuple[Handler | None, str, int, bool, Delay | None]:
         own = _OWN.get(type(op))
         behalf = hasattr(op, "on_behalf")
         if own:  # the driver records these itself, if at all
-            found = kinds[type(op)] = (None, own, -1, behalf)
+            found = kinds[type(op)] = (None, own, -1, behalf, None)
         else:
             lane = trace.lane(role, host, op.name, op.cat.value)
-            found = kinds[type(op)] = (handler(op.name), op.name, lane, behalf)
+            pure = delay(op.name) if delay is not None else None
+            found = kinds[type(op)] = (handler(op.name), op.name, lane, behalf, pure)
         return found
 
     def background(op: ops.Op) -> Run:
         """A started op: the same span as a blocking one, marked as not blocking."""
-        run, name, lane, behalf = kinds.get(type(op)) or kind(op)
+        run, name, lane, behalf, _ = kinds.get(type(op)) or kind(op)
         assert run is not None, f"{name} cannot be started in the background"
         start = clock.now
         result, nbytes = yield from run(op)
@@ -87,12 +93,24 @@ def drive(
 
     result: Any = None
     send = program.send
+    ahead: float | None = None  # the role's clock, where its delays have run ahead
     while True:
         try:
             op = send(result)
         except StopIteration:
             break
-        run, name, lane, behalf = kinds.get(type(op)) or kind(op)
+        run, name, lane, behalf, pure = kinds.get(type(op)) or kind(op)
+        if pure is not None:
+            start = clock.now if ahead is None else ahead
+            ahead = start + pure(op, start)  # the sum a wait per delay would reach
+            on_behalf = op.on_behalf if behalf else ()  # type: ignore[attr-defined]
+            record(lane, start, ahead, op.iteration, 0, True, on_behalf)
+            result = None
+            continue
+        if ahead is not None:
+            assert wait_until is not None, "delay given without wait_until"
+            yield wait_until(ahead)
+            ahead = None
         if run is not None:
             start = clock.now
             result, nbytes = yield from run(op)
@@ -113,6 +131,9 @@ def drive(
             result = yield from join([h[0] for h in handles])
             cat = wait_category({h[1] for h in handles})
             trace.record(role, host, "wait", cat, start, clock.now, op.iteration, 0, True, ())
+    if ahead is not None:
+        assert wait_until is not None, "delay given without wait_until"
+        yield wait_until(ahead)
     marks.close(clock.now)
 
 

@@ -25,7 +25,7 @@ import simpy
 from pslab import ops
 from pslab.algorithms.base import Plan, Role, server_name
 from pslab.distributions import role_rng
-from pslab.driver import drive
+from pslab.driver import Delay, drive
 from pslab.metrics import compute_metrics
 from pslab.rounds import LeaderRounds, Publications
 from pslab.scenario import Scenario
@@ -34,6 +34,7 @@ from pslab.trace import Trace
 from sim.collectives import CollectiveOps, Kind, Rendezvous
 from sim.costs import Costs
 from sim.environment import CountingEnvironment
+from sim.flow_events import At
 from sim.platform import LocalPlatform, NominalPlatform
 from sim.server_ops import ServerOps, Shard
 
@@ -200,9 +201,26 @@ class SimExecutor(ServerOps, CollectiveOps):
             role=name,
             host=self.host_of.get(name, name),
             on_iteration=self._evaluate if evaluate else None,
+            delay=self._delays(role).get,
+            wait_until=partial(At, self.env),
         )
         delay = self.start_at.get(name)
         return self._after(delay, proc) if delay else proc
+
+    def _delays(self, role: Role) -> dict[str, Delay]:
+        """The role's ops that are pure delays (``drive``): its loads, and its computes where
+        nothing else shares the device. With numerics they touch the model and are ops."""
+        if self.numerics is not None:
+            return {}
+        rng, costs, platform = self.rngs[role.name], self.costs, self.platform
+        delays: dict[str, Delay] = {
+            "load": lambda _op, _start: platform.sleep_s(role, costs.io(rng))
+        }
+        book = platform.compute_delay(self.net, role)
+        if book is not None:
+            delays["compute"] = lambda op, start: book(costs.compute(rng, op.fraction), start)
+            delays["smooth"] = lambda _op, start: book(costs.smooth_s, start)
+        return delays
 
     def _after(self, delay: float, proc: Proc) -> Proc:
         """Only a late role pays for this extra frame: the others' resumes stay one shorter."""

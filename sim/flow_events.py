@@ -56,6 +56,19 @@ class Late(simpy.Event):
         env.schedule(self, LATE, delay)
 
 
+class At(simpy.Event):
+    """A timeout that ends at ``when`` exactly: the end of a role's delays run back to back
+    (``pslab.driver.drive``), the very float the chain of timeouts would have reached,
+    which ``env.timeout(when - now)`` may miss by a rounding."""
+
+    def __init__(self, env: simpy.Environment, when: float) -> None:
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._ok = True
+        heappush(env._queue, (when, NORMAL, next(env._eid), self))  # type: ignore[attr-defined]
+
+
 class Flow(simpy.Event):
     """The event a caller waits on, carrying its flow's request."""
 

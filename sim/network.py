@@ -201,17 +201,27 @@ class FlowNetwork:
         return self._submit(job, amount, max_rate, None)
 
     def _private_work(self, resource: str, amount: float, max_rate: float) -> simpy.Event:
-        """A job on a private resource: a delay. Its work counts as carried from its start
-        (its end is fixed then)."""
-        env, i = self.env, self._index[resource]
-        if env.now < self._busy_until[resource]:
+        return self.env.timeout(self.private_delay(resource, amount, self.env.now, max_rate))
+
+    def is_private(self, resource: str) -> bool:
+        return resource in self._busy_until
+
+    def private_delay(
+        self, resource: str, amount: float, start: float, max_rate: float = 1.0
+    ) -> float:
+        """Book a job on a private resource from ``start``: how long it takes (a delay; its
+        work counts as carried from its start, its end being fixed then)."""
+        if amount < 0:
+            raise ValueError(f"work of negative amount {amount}")
+        i = self._index[resource]
+        if start < self._busy_until[resource]:
             raise RuntimeError(f"two jobs at once on the private resource {resource!r}")
         if not max_rate > 0:
             raise ValueError(f"max_rate must be > 0, got {max_rate}")
         seconds = amount / min(max_rate, self._caps[i])
-        self._busy_until[resource] = env.now + seconds
+        self._busy_until[resource] = start + seconds
         self._pool_carried[i] += amount
-        return env.timeout(seconds)
+        return seconds
 
     def work_on(
         self, resources: Sequence[str], amount: float, max_rate: float = 1.0

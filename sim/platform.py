@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from functools import partial
 
 import networkx as nx
 import simpy
@@ -78,12 +79,23 @@ class NominalPlatform:
         return self.cpu_work(net, self.cpu_of(role), cold_s)
 
     def sleep(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
-        return net.env.timeout(seconds)
+        return net.env.timeout(self.sleep_s(role, seconds))
+
+    def sleep_s(self, role: Role, seconds: float) -> float:
+        return seconds
 
     def compute(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
         if role.device is not None:
             return net.work(f"gpu:{self.endpoint(role)}", seconds)
         return net.work(f"cpu:{self.host(role)}", seconds)
+
+    def compute_delay(self, net: FlowNetwork, role: Role) -> Callable[[float, float], float] | None:
+        """How the role's compute of ``seconds`` from ``start`` is booked where it is a pure
+        delay (its own GPU): ``delay(seconds, start)``; None where it shares a resource."""
+        if role.device is None:
+            return None
+        gpu = f"gpu:{self.endpoint(role)}"
+        return partial(net.private_delay, gpu) if net.is_private(gpu) else None
 
 
 class Warmth:
@@ -394,14 +406,17 @@ class LocalPlatform:
         """A real ``time.sleep``: it overshoots by a little, and by a different little each
         time. That jitter is what spreads asynchronous workers out of lock-step in real runs,
         so it is drawn (gamma, the measured mean and spread), not averaged away."""
+        return net.env.timeout(self.sleep_s(role, seconds))
+
+    def sleep_s(self, role: Role, seconds: float) -> float:
         if seconds <= 0:
-            return net.env.timeout(0.0)
+            return 0.0
         mean, std = self.profile.sleep_overshoot_s, self.profile.sleep_jitter_s
         extra = mean
         if std > 0 and mean > 0:
             shape = (mean / std) ** 2
             extra = float(self._jitter[role.name].gamma(shape, mean / shape))
-        return net.env.timeout(seconds + extra)
+        return seconds + extra
 
     def compute(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
         if self.emulated_compute:
@@ -413,3 +428,9 @@ class LocalPlatform:
         cold, ramp = self.compute_cold_extra, self.compute_ramp_s
         done = net.cold_work(role.name, "compute", seconds, cold, ramp, warm_as=MACHINE)
         return net.warmth.ran(role.name, TORCH, done)
+
+    def compute_delay(self, net: FlowNetwork, role: Role) -> Callable[[float, float], float] | None:
+        """Emulated compute is a sleep, a pure delay; real compute shares the cores."""
+        if not self.emulated_compute:
+            return None
+        return lambda seconds, _start: self.sleep_s(role, seconds)

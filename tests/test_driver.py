@@ -11,7 +11,10 @@ import simpy
 
 from pslab import ops
 from pslab.driver import Handler, Run, drive, finish
+from pslab.scenario import scenario_from_dict
 from pslab.trace import Trace
+from sim.executor import SimExecutor
+from sim.run import simulate
 
 
 def program() -> Generator[ops.Op, Any, None]:
@@ -163,3 +166,39 @@ def test_a_handler_that_yields_cannot_run_in_a_blocking_executor() -> None:
     )
     with pytest.raises(RuntimeError, match="yielded"):
         finish(driven)
+
+
+# Iterations whose load and compute are waited for as one: every one, but in layered_sgd
+# only the first (later, the last round's broadcast comes between them).
+@pytest.mark.parametrize(
+    ("algo", "merged"), [("sync_ps", 6), ("async_ps", 6), ("allreduce", 6), ("layered_sgd", 1)]
+)
+def test_delays_run_back_to_back_give_the_spans_of_one_wait_each(
+    algo: str, merged: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A simulated worker's load and compute, waited for as one event, give every span and
+    figure that a wait per op gives, to the bit, with one event less where they are next
+    to each other."""
+    data = {
+        "name": f"delays-{algo}",
+        "topology": {"preset": "cluster", "nodes": 4, "gpus_per_node": 2},
+        "workload": {
+            "model": {"params": "1M"},
+            "compute_time": {"dist": "lognormal", "mean": "20ms", "cv": 0.3},
+            "io_time": {"dist": "lognormal", "mean": "5ms", "cv": 0.3},
+        },
+        "algorithm": {"name": algo},
+        "run": {"iterations": 6, "warmup": 1, "seed": 3},
+    }
+    scenario = scenario_from_dict(data, "<test>")
+    ahead = simulate(scenario)
+    monkeypatch.setattr(SimExecutor, "_delays", lambda self, role: {})
+    one_by_one = simulate(scenario)
+
+    def spans(result: Any) -> list[tuple[Any, ...]]:
+        return sorted(result.trace.rows(), key=repr)
+
+    assert spans(ahead) == spans(one_by_one)
+    assert one_by_one.metrics["events"] - ahead.metrics["events"] == 8 * merged  # 8 workers
+    for key in ("iteration_time_s", "compute_time_s", "io_time_s", "overlap_ratio"):
+        assert ahead.metrics[key] == one_by_one.metrics[key], key
