@@ -58,6 +58,16 @@ def drive(
     background and return what ``join`` waits on. ``join(spawned)``: wait for all of
     them; their results, in order. ``on_iteration``: called at every iteration mark.
 
+    ``delay(name)``: for ops named ``name`` that are pure delays of this role (nothing
+    another role sees, a result of ``None``), the function that books one starting at
+    ``start`` and says how long it takes; ``None`` for the others. Such ops are not
+    waited for one by one: the role's clock runs ahead of the executor's, and
+    ``wait_until(t)`` (what a handler would yield, done at ``t``) is yielded once before
+    the next op that is not one. A simulated worker's load and compute are one event,
+    not two: a fifth of a straggling sync_ps's events, an eighth of async_ps's. Programs
+    see only their ops' results, so running a program's code between two delays early
+    changes nothing it can tell.
+
     The span of an op is inlined rather than a helper's, and recorded by one call to
     ``Trace.record_in`` on its lane, looked up once per op type: the simulator runs this
     loop on every op of every role, and a call or a frame less per op is measurable.
