@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 import torch
 
+from grpc_ps.cooling import measure_cooling
 from grpc_ps.memory import keep_freed_pages
 from grpc_ps.probes import (
     DEFAULT_BYTES,
@@ -236,8 +237,7 @@ def measure_compute(model: str, batch: int) -> tuple[float, float, float]:
     return float(costs[0]), float(costs[-1]), ramp(costs)
 
 
-def measure_cold_ramp() -> float:
-    """The cold ramp of a small torch workload: for ops not measured on their own."""
+def _small_torch_op() -> Callable[[int], object]:
     a, x = torch.randn(64, 64), torch.randn(32, 64)
 
     def work(_i: int) -> None:
@@ -245,8 +245,20 @@ def measure_cold_ramp() -> float:
         for _ in range(20):
             y = torch.relu(y @ a)
 
+    return work
+
+
+def measure_cold_ramp() -> float:
+    """The cold ramp of a small torch workload: for ops not measured on their own."""
     with one_torch_thread():
-        return ramp(costs_after_gaps(work))
+        return ramp(costs_after_gaps(_small_torch_op()))
+
+
+def measure_cooling_by_others() -> tuple[float, float]:
+    """What other processes' work in a gap adds to its cooling (``grpc_ps.cooling``), on the
+    small torch workload, with one busy process per core."""
+    with one_torch_thread():
+        return measure_cooling(_small_torch_op(), machine().cores)
 
 
 def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Profile:
@@ -271,6 +283,7 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         gloo = measure_allreduce(nbytes)
         step("cold ops", 0.72)
         ramp = measure_cold_ramp()
+        by_others, by_others_cpu = measure_cooling_by_others()
         step("worker update", 0.75)
         (update_s, update_s_per_byte), hot_update = measure_worker_update(nbytes)
         mean_scale = measure_mean_scale(nbytes)
@@ -293,6 +306,8 @@ def calibrate(scenario: Scenario | None = None, step: Step | None = None) -> Pro
         slice_add_s_per_byte_at=slice_add,
         slice_copy_s_per_byte_at=slice_copy,
         cold_ramp_s=ramp,
+        cold_by_others_share=by_others,
+        cold_by_others_cpu_s=by_others_cpu,
         speed=track.speed(),
         contended_lock_share=contended,
         **gloo,

@@ -72,7 +72,7 @@ class Speed(BaseModel):
         return self.high < other.low or other.high < self.low
 
 
-PROFILE_FORMAT = 17  # bumped when a cached profile would lack a field or measure an old mechanism
+PROFILE_FORMAT = 18  # bumped when a cached profile would lack a field or measure an old mechanism
 
 
 # an end of a stream: a client's or a server's, sending or receiving (as the figures' names)
@@ -195,6 +195,16 @@ class Profile(BaseModel):
         0.0, ge=0, description="idle gap over which an op goes from hot to cold (0: never cold)"
     )
     rpc_cold_ramp_s: float = Field(0.0, ge=0, description="that gap for an RPC")
+    cold_by_others_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of an op's cold extra that other processes' CPU work in its gap "
+        "adds to what the gap's idle time makes (0: none)",
+    )
+    cold_by_others_cpu_s: float = Field(
+        0.0, ge=0, description="the others' CPU-seconds over which that share builds up"
+    )
     send_cold_cpu_s_per_byte: float = Field(
         0.0, ge=0, description="extra CPU per byte a stream's sender spends entered idle"
     )

@@ -101,16 +101,28 @@ class NominalPlatform:
 class Warmth:
     """When each process last ran each kind of op, and what the next one costs for the gap.
 
-    An op run back to back costs its hot figure; after an idle gap (asleep,
-    waiting, or running other code) its caches are cold and it costs more, the
-    extra growing linearly over the op's ramp (see the profile). A parameter
-    server that four workers keep busy stays warm; a worker's push after a
-    5 ms load does not.
+    An op run back to back costs its hot figure; after an idle gap its caches are cold
+    and it costs more, the extra growing linearly over the op's ramp (see the profile).
+    Other processes' CPU work in the gap adds the profile's ``cold_by_others_share`` of
+    the cold extra, built up over ``cold_by_others_cpu_s`` of it (``grpc_ps.cooling``):
+    they evict what the op left in the caches. A parameter server that four workers keep
+    busy stays warm; a worker's push after a 5 ms load, while the server and the other
+    workers ran, does not.
     """
 
-    def __init__(self, env: simpy.Environment) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        others_cpu: Callable[[str], float],
+        share: float = 0.0,
+        build_up_s: float = 0.0,
+    ) -> None:
+        """``others_cpu(who)``: the CPU-seconds every process but ``who`` has started so far."""
         self.env = env
-        self._last: dict[tuple[str, str], float] = {}
+        self.others_cpu = others_cpu
+        self.share, self.build_up_s = share, build_up_s
+        # (who, kind): when it last ran, and the others' CPU then
+        self._last: dict[tuple[str, str], tuple[float, float]] = {}
 
     def extra(self, who: str, kind: str, cold_extra: float, ramp_s: float) -> float:
         """The extra ``who`` pays for a ``kind`` op now; a first one is fully cold."""
@@ -119,15 +131,23 @@ class Warmth:
         last = self._last.get((who, kind))
         if last is None:
             return cold_extra
-        return cold_extra * min((self.env.now - last) / ramp_s, 1.0)
+        at, others = last
+        cold = (self.env.now - at) / ramp_s
+        if self.share > 0:
+            busy = self.others_cpu(who) - others
+            if busy > 0:
+                built = busy / self.build_up_s if self.build_up_s > 0 else 1.0
+                cold += self.share * min(built, 1.0)
+        return cold_extra * min(cold, 1.0)
 
     def ran(self, who: str, kind: str, done: simpy.Event) -> simpy.Event:
         """Note that ``who`` runs a ``kind`` op from now until ``done``; returns ``done``.
 
         Warm from its start: an op that begins while another is running finds the
         caches as that one left them."""
-        self._last[who, kind] = self.env.now
-        done.callbacks.append(lambda _e: self._last.__setitem__((who, kind), self.env.now))
+        last, others_cpu, env = self._last, self.others_cpu, self.env
+        last[who, kind] = (env.now, others_cpu(who))
+        done.callbacks.append(lambda _e: last.__setitem__((who, kind), (env.now, others_cpu(who))))
         return done
 
 
@@ -179,7 +199,12 @@ class LoopbackNetwork(FlowNetwork):
         super().__init__(env, cluster)
         self.profile = profile
         self.ring = ring
-        self.warmth = Warmth(env)
+        # CPU-seconds started so far, on the machine and by each process (or warmth group)
+        self._cpu_total = 0.0
+        self._cpu_started: Counter[str] = Counter()
+        self.warmth = Warmth(
+            env, self._others_cpu, profile.cold_by_others_share, profile.cold_by_others_cpu_s
+        )
         self.rpc_ramp_s = rpc_ramp_s(profile)
         self.streams = StreamCosts(profile)
         self.add_resource(MACHINE, profile.effective_cores or profile.machine.cores)
@@ -266,7 +291,12 @@ class LoopbackNetwork(FlowNetwork):
         who = warm_as or vertex
         extra = self.warmth.extra(who, kind, cold_extra, ramp_s)
         work = self.native_work if native else self.process_work
+        if warm_as is not None:  # the group's own work does not cool its caches
+            self._cpu_started[warm_as] += cpu_s + extra
         return self.warmth.ran(who, kind, work(vertex, cpu_s + extra))
+
+    def _others_cpu(self, who: str) -> float:
+        return self._cpu_total - self._cpu_started[who]
 
     def native_work(self, vertex: str, cpu_s: float) -> simpy.Event:
         """CPU work of the process at ``vertex`` that does not hold its interpreter lock: a
@@ -274,6 +304,8 @@ class LoopbackNetwork(FlowNetwork):
         serve meanwhile. A Python thread spinning beside back-to-back 8 MB all-reduces kept
         69 % of its rate here, where a held lock would have stopped it. The work holds a
         machine core and the process's one native lane."""
+        self._cpu_total += cpu_s
+        self._cpu_started[vertex] += cpu_s
         return self.work_on([MACHINE, f"{NATIVE}{vertex}"], cpu_s)
 
     def process_work(self, vertex: str, cpu_s: float) -> simpy.Event:
@@ -284,6 +316,8 @@ class LoopbackNetwork(FlowNetwork):
         the lock of a process kept busy does work the profile's ``contended_lock_share`` of
         the time (a server four clients kept busy used 0.82-0.86 of a core here, where its
         lock alone would allow a whole one)."""
+        self._cpu_total += cpu_s
+        self._cpu_started[vertex] += cpu_s
         share = self.profile.contended_lock_share
         if share >= 1 or cpu_s <= 0:
             return self.work_on([MACHINE, f"proc:{vertex}"], cpu_s)

@@ -17,7 +17,7 @@ MS = 1e-3
 
 def test_warmth_ramps_from_hot_to_cold_over_the_idle_gap() -> None:
     env = simpy.Environment()
-    warmth, ramp = Warmth(env), 10 * MS
+    warmth, ramp = Warmth(env, lambda _who: 0.0), 10 * MS
     assert warmth.extra("p", "compute", 2 * MS, ramp) == 2 * MS  # never ran: cold
     done = warmth.ran("p", "compute", env.timeout(1 * MS))
     env.run(until=done)
@@ -26,6 +26,47 @@ def test_warmth_ramps_from_hot_to_cold_over_the_idle_gap() -> None:
     assert abs(warmth.extra("p", "compute", 2 * MS, ramp) - 1 * MS) < 1e-12  # half the ramp
     assert warmth.extra("q", "compute", 2 * MS, ramp) == 2 * MS  # another process's is its own
     assert warmth.extra("p", "compute", 2 * MS, 0.0) == 0.0  # never cold here
+
+
+def test_other_processes_work_in_the_gap_cools_an_op_up_to_its_share() -> None:
+    """0.4 of the cold extra, built up over 2 ms of the others' CPU, on top of the idle
+    gap's part; the process's own work meanwhile cools nothing."""
+    env = simpy.Environment()
+    cpu = {"p": 0.0, "q": 0.0}
+    warmth = Warmth(env, lambda who: sum(v for k, v in cpu.items() if k != who), 0.4, 2 * MS)
+    cold, ramp = 1 * MS, 10 * MS
+    env.run(until=warmth.ran("p", "rpc", env.timeout(1 * MS)))
+    env.run(until=2 * MS)  # 1 ms idle: 0.1 of the extra
+    assert warmth.extra("p", "rpc", cold, ramp) == pytest.approx(0.1 * MS)
+    cpu["p"] += 5 * MS  # its own work
+    assert warmth.extra("p", "rpc", cold, ramp) == pytest.approx(0.1 * MS)
+    cpu["q"] += 1 * MS  # half the build-up: 0.2 more
+    assert warmth.extra("p", "rpc", cold, ramp) == pytest.approx(0.3 * MS)
+    cpu["q"] += 3 * MS  # past it: the whole share
+    assert warmth.extra("p", "rpc", cold, ramp) == pytest.approx(0.5 * MS)
+    env.run(until=9 * MS)  # 7 ms idle and the share: fully cold, no more
+    assert warmth.extra("p", "rpc", cold, ramp) == pytest.approx(1 * MS)
+
+
+def test_others_cooling_raises_a_real_compute_prediction_where_processes_interleave(
+    root,
+) -> None:
+    """Four real-compute workers and a server on two cores: with the others' cooling
+    measured, every op after a load meets colder caches, so the iteration is longer."""
+    figures = {
+        "compute_s": {"digits_mlp@32": 0.3 * MS},
+        "compute_cold_s": {"digits_mlp@32": 0.9 * MS},
+        "cold_ramp_s": 20 * MS,
+        "rpc_cpu_s": 0.5 * MS,
+        "rpc_cold_cpu_s": 0.5 * MS,
+    }
+    plain = _ops("sync_ps_real.yaml", zero_cost_profile(**figures))
+    cooled = _ops(
+        "sync_ps_real.yaml",
+        zero_cost_profile(**figures, cold_by_others_share=0.5, cold_by_others_cpu_s=1 * MS),
+    )
+    assert cooled["compute"] > plain["compute"] + 0.1 * MS
+    assert cooled["iteration"] > plain["iteration"]
 
 
 def _ops(scenario_file: str, profile: Profile, *overrides: str) -> dict[str, float]:
