@@ -16,7 +16,7 @@ from pslab.profile import Profile
 from pslab.results import write_results
 from pslab.scenario import Scenario
 from pslab.topology import lay_out
-from sim.executor import SimExecutor, SimResult
+from sim.executor import SimExecutor, SimResult, gc_paused
 from sim.netns_platform import NetnsPlatform
 from sim.platform import LocalPlatform, NominalPlatform
 
@@ -28,12 +28,13 @@ def simulate(
 ) -> SimResult:
     """``on_start`` sees the executor before it runs (the CLI's progress bar polls it).
     A graph topology's workers are the graph's hosts (``lay_out``)."""
-    scenario, cluster = lay_out(scenario, base_dir)
-    plan = build_plan(scenario)
-    executor = SimExecutor(scenario, plan, NominalPlatform(cluster))
-    if on_start is not None:
-        on_start(executor)
-    return executor.run()
+    with gc_paused():
+        scenario, cluster = lay_out(scenario, base_dir)
+        plan = build_plan(scenario)
+        executor = SimExecutor(scenario, plan, NominalPlatform(cluster))
+        if on_start is not None:
+            on_start(executor)
+        return executor.run()
 
 
 PHASES = 8
