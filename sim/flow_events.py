@@ -37,8 +37,8 @@ class Late(simpy.Event):
 
     What ``simpy.Timeout`` does, at priority ``LATE`` (and, like it, without a
     call to ``Event.__init__``): the network's own wake-ups see every start and
-    end their instant will bring. ``generation`` tells a superseded completion
-    wake-up from the live one.
+    end their instant will bring. ``generation`` tells a superseded alarm
+    (``LateAlarm``) from the live one.
     """
 
     def __init__(
@@ -54,6 +54,29 @@ class Late(simpy.Event):
         self._ok = True
         self.generation = generation
         env.schedule(self, LATE, delay)
+
+
+class LateAlarm:
+    """``CountingEnvironment.alarm`` on a plain SimPy environment: a ``Late`` event per
+    setting, a superseded one returning at once (the network runs on either)."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.generation = 0
+        self.callback: Callable[[], None] | None = None
+
+    def __call__(self, delay: float, priority: int, callback: Callable[[], None]) -> None:
+        assert priority == LATE, "a plain environment's alarm is a Late event"
+        self.generation += 1
+        self.callback = callback
+        Late(self.env, delay, self._ring, self.generation)
+
+    def off(self) -> None:
+        self.generation += 1
+
+    def _ring(self, event: simpy.Event) -> None:
+        if event.generation == self.generation and self.callback is not None:  # type: ignore[attr-defined]
+            self.callback()
 
 
 class At(simpy.Event):

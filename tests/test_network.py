@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pslab.scenario import ExplicitGraph, GraphLink, GraphNode, Link, Topology
+from sim.environment import CountingEnvironment
 from sim.network import FlowNetwork
 from sim.topology import Cluster, build_cluster
 
@@ -450,9 +451,12 @@ def flow_sets(draw: st.DrawFn) -> tuple[Cluster, list[tuple[float, str, str, flo
 
 
 def finish_times(
-    cluster: Cluster, flows: list[tuple[float, str, str, float, float]], pooled: bool
+    cluster: Cluster,
+    flows: list[tuple[float, str, str, float, float]],
+    pooled: bool,
+    env_type: type[simpy.Environment] = simpy.Environment,
 ) -> tuple[list[float], dict[str, float]]:
-    env = simpy.Environment()
+    env = env_type()
     net = FlowNetwork(env, cluster, pooled=pooled)
     net.add_resource("cpu:h0", 2.0)
     done = [math.nan] * len(flows)
@@ -483,6 +487,10 @@ def test_pools_give_the_completion_times_of_progressive_filling(
     filled, filled_bytes = finish_times(cluster, flows, pooled=False)
     assert pooled == pytest.approx(filled, rel=1e-9)
     assert pooled_bytes == pytest.approx(filled_bytes, rel=1e-9)
+    # The simulator's environment rings the network's wake-up as an alarm, not an event
+    # (CountingEnvironment.alarm): the same times, bit for bit.
+    counted, counted_bytes = finish_times(cluster, flows, True, CountingEnvironment)
+    assert counted == pooled and counted_bytes == pooled_bytes
 
 
 def test_an_incast_with_stragglers_stays_pooled() -> None:
