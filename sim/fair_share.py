@@ -80,10 +80,12 @@ class Pool:
         self.version += 1
         heap = self.heap
         if heap:
-            self.rate = rate = min(self.cap, self.capacity / (len(queue) + len(heap)))
-            first = min(queue[0], heap[0]) if queue else heap[0]
+            share = self.capacity / (len(queue) + len(heap))
+            self.rate = rate = share if share < self.cap else self.cap  # min(): a call less
+            first = (heap[0] if heap[0] < queue[0] else queue[0]) if queue else heap[0]
             return now + (first[0] - v) / rate
-        self.rate = rate = min(self.cap, self.capacity / len(queue))
+        share = self.capacity / len(queue)
+        self.rate = rate = share if share < self.cap else self.cap
         return now + (queue[0][0] - v) / rate
 
     def rerate(self) -> float:
@@ -94,7 +96,8 @@ class Pool:
         if not n:
             self.rate = 0.0
             return math.inf
-        self.rate = rate = min(self.cap, self.capacity / n)
+        share = self.capacity / n
+        self.rate = rate = share if share < self.cap else self.cap
         return self.t0 + (self.first()[0] - self.v0) / rate
 
     def reroot(self, resource: int, capacity: float, cap: float) -> None:

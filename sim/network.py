@@ -224,7 +224,8 @@ class FlowNetwork:
             raise RuntimeError(f"two jobs at once on the private resource {resource!r}")
         if not max_rate > 0:
             raise ValueError(f"max_rate must be > 0, got {max_rate}")
-        seconds = amount / min(max_rate, self._caps[i])
+        cap = self._caps[i]
+        seconds = amount / (cap if cap < max_rate else max_rate)  # min(), without the call
         self._busy_until[resource] = start + seconds
         self._pool_carried[i] += amount
         return seconds
@@ -417,14 +418,17 @@ class FlowNetwork:
             heapq.heappop(wakes)  # superseded by a re-rate
         wake_at = wakes[0][0] if wakes else math.inf
         if self._filling.live_count:
-            wake_at = min(wake_at, self._filling.next_finish())
+            filled = self._filling.next_finish()
+            if filled < wake_at:
+                wake_at = filled
         if wake_at == self._wake_at:
             return
         self._wake_at = wake_at
         if wake_at == math.inf:
             self._alarm_off()
             return
-        self._alarm(max(wake_at - self.env.now, 0.0), LATE, self._complete)
+        delay = wake_at - self.env.now
+        self._alarm(delay if delay > 0.0 else 0.0, LATE, self._complete)
 
     def _complete(self) -> None:
         """The wake-up: finish every flow done by now; pools re-rate at once, progressive
@@ -435,7 +439,7 @@ class FlowNetwork:
         """
         now = self.env.now
         self._wake_at = math.inf
-        tol = _TIME_TOL * max(now, 1.0)
+        tol = _TIME_TOL * (now if now > 1.0 else 1.0)
         done_flows: list[Flow] = []
         wakes, carried, owner = self._pool_wakes, self._pool_carried, self._owner
         rerated = False
