@@ -103,10 +103,7 @@ def compute_metrics(
     spans = trace.columns()
     workers = [f"worker-{r}" for r in range(n_workers)]
     index = {w: r for r, w in enumerate(workers)}
-    staleness: list[int] = []
-    for _, args in sorted(spans.args.items()):
-        if args and "staleness" in args:
-            staleness.extend(args["staleness"])
+    staleness: list[int] = spans.args.values("staleness")
     lane_worker = np.array([index.get(lane[0], -1) for lane in spans.lanes], dtype=np.intp)
     lane_cat = np.array([_CATS.get(lane[3], len(_CATS)) for lane in spans.lanes], dtype=np.int8)
     codes = np.asarray(spans.lane, dtype=np.intp)

@@ -16,10 +16,11 @@ import threading
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import is_not
+from itertools import compress
 from pathlib import Path
 from typing import Any, overload
+
+from pslab.span_args import SpanArgs
 
 
 @dataclass(slots=True)
@@ -59,8 +60,9 @@ _Fields = tuple[str, str, str, str, float, float, int, int, bool, tuple[str, ...
 class SpanColumns:
     """Every span of a trace, one array per field, for code that reads millions of them.
 
-    ``lane`` indexes ``lanes`` (role, host, name, category); ``on_behalf`` and
-    ``args`` are sparse (span index -> value), being empty on nearly every span.
+    ``lane`` indexes ``lanes`` (role, host, name, category); ``on_behalf`` is sparse
+    (span index -> value), being empty on nearly every span; ``args`` are packed
+    (:class:`pslab.span_args.SpanArgs`).
     A lane gets its code when it is first recorded (:meth:`code`), so a row
     carries one small int instead of four strings to look up when it is packed.
     """
@@ -73,7 +75,7 @@ class SpanColumns:
         self.nbytes: list[int] = []  # the callers' own objects: an int stays an int
         self.blocking = array("b")
         self.on_behalf: dict[int, tuple[str, ...]] = {}
-        self.args: dict[int, dict[str, Any]] = {}
+        self.args = SpanArgs()
         self.lanes: list[_Lane] = []
         self._lane_of: dict[_Lane, int] = {}
         self._new_lane = threading.Lock()  # the emulator records from several threads
@@ -105,8 +107,7 @@ class SpanColumns:
         self.blocking.extend(blocking)
         for i in compress(range(len(rows)), behalf):
             self.on_behalf[base + i] = behalf[i]
-        for i in compress(range(len(rows)), map(is_not, args, repeat(None))):
-            self.args[base + i] = args[i]
+        self.args.extend(args)
 
     def full(self, row: _Row) -> _Fields:
         """A row with its lane's four fields in place of its code: SpanRecord's fields."""
