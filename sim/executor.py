@@ -241,7 +241,7 @@ class SimExecutor(ServerOps, CollectiveOps):
     # ----------------------------------------------------------- local work
 
     def _op_load(self, role: Role, op: ops.Load) -> Proc:
-        yield self.platform.sleep(self.net, role, self.costs.io(self.rngs[role.name]))
+        yield self.env.timeout(self.platform.sleep_s(role, self.costs.io(self.rngs[role.name])))
         if self.numerics is not None:
             self.numerics.load(role.name, op.iteration)
         return None, 0

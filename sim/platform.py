@@ -78,10 +78,8 @@ class NominalPlatform:
         """A local SGD step on the role's CPU: a cluster's figure has no warmth, the cold one."""
         return self.cpu_work(net, self.cpu_of(role), cold_s)
 
-    def sleep(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
-        return net.env.timeout(self.sleep_s(role, seconds))
-
     def sleep_s(self, role: Role, seconds: float) -> float:
+        """How long a sleep (a load) of ``seconds`` takes: as long as it says."""
         return seconds
 
     def compute(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
@@ -436,13 +434,10 @@ class LocalPlatform:
         extra = max(cold_s - hot_s, 0.0)
         return net.cold_work(role.name, TORCH, hot_s, extra, self.profile.cold_ramp_s)
 
-    def sleep(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
+    def sleep_s(self, role: Role, seconds: float) -> float:
         """A real ``time.sleep``: it overshoots by a little, and by a different little each
         time. That jitter is what spreads asynchronous workers out of lock-step in real runs,
         so it is drawn (gamma, the measured mean and spread), not averaged away."""
-        return net.env.timeout(self.sleep_s(role, seconds))
-
-    def sleep_s(self, role: Role, seconds: float) -> float:
         if seconds <= 0:
             return 0.0
         mean, std = self.profile.sleep_overshoot_s, self.profile.sleep_jitter_s
@@ -454,7 +449,7 @@ class LocalPlatform:
 
     def compute(self, net: FlowNetwork, role: Role, seconds: float) -> simpy.Event:
         if self.emulated_compute:
-            return self.sleep(net, role, seconds)
+            return net.env.timeout(self.sleep_s(role, seconds))
         assert isinstance(net, LoopbackNetwork)
         # Workers run one torch build and one model shape: a compute on any of them warms the
         # caches for the others (four computing at once took 0.58 ms each on two cores where a
