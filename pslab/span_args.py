@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
+from itertools import compress, repeat
+from operator import is_not
 from typing import Any
 
 _INT64 = (-(2**63), 2**63)
@@ -86,11 +88,11 @@ class SpanArgs:
 
     def extend(self, args: Sequence[dict[str, Any] | None]) -> None:
         """Append the next spans' args, one per span."""
-        refs = [-1] * len(args)
-        for i, one in enumerate(args):
-            if one is not None:
-                refs[i] = self._add(one)
-        self.ref.extend(refs)
+        base = len(self.ref)
+        self.ref.extend(repeat(-1, len(args)))
+        ref = self.ref
+        for i in compress(range(len(args)), map(is_not, args, repeat(None))):  # few: C finds them
+            ref[base + i] = self._add(args[i])
 
     def _add(self, args: dict[str, Any]) -> int:
         shape = _shape(args) if args else None
