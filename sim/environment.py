@@ -14,7 +14,7 @@ network at each start and end): about 20 reads per worker-iteration. So:
   ``env.timeout(...)`` went through a descriptor that built a bound method
   (about 1,500 instructions, twice per worker-iteration).
 * ``alarm`` is a timer kept beside the event queue, not in it: the network's
-  next-completion wake-up (``sim.network``) rings 2 to 3.5 times per
+  next-completion wake-up (``sim.network``) rings 2 to 3 times per
   worker-iteration and moves at flows' starts. As events, each setting was an
   object, a push and a pop on a queue as long as the run has workers, and
   each superseded one stayed there until its time. The loop compares the
