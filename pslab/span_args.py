@@ -17,23 +17,25 @@ from itertools import compress, repeat
 from operator import is_not
 from typing import Any
 
-_INT64 = (-(2**63), 2**63)
+_LOW, _HIGH = -(2**63), 2**63  # what an array("q") holds
+_NONE = array("i", [-1]).tobytes()  # a span without args
 # A shape: the args' keys, and for each whether its value is a list of integers.
 _Shape = tuple[tuple[str, ...], tuple[bool, ...]]
 
 
-def _is_int(v: Any) -> bool:
-    return type(v) is int and _INT64[0] <= v < _INT64[1]
-
-
 def _shape(args: dict[str, Any]) -> _Shape | None:
     """The shape that packs ``args``, or None where a value is neither an int nor a list of
-    ints (it is kept as it is)."""
+    ints (it is kept as it is). Inlined checks: it runs once per span with args."""
     lists = []
     for v in args.values():
-        if _is_int(v):
+        if type(v) is int:
+            if not _LOW <= v < _HIGH:
+                return None
             lists.append(False)
-        elif type(v) is list and all(_is_int(x) for x in v):
+        elif type(v) is list:
+            for x in v:
+                if type(x) is not int or not _LOW <= x < _HIGH:
+                    return None
             lists.append(True)
         else:
             return None
@@ -51,9 +53,11 @@ class _Block:
         self.rows = 0
 
     def add(self, args: dict[str, Any]) -> int:
+        """Append ``args`` (of this block's shape); returns its row."""
         row = self.rows
         self.rows += 1
-        for column, ends, value in zip(self.columns, self.ends, args.values(), strict=True):
+        # one shape, one length: nothing for strict=True to check, at its cost per span
+        for column, ends, value in zip(self.columns, self.ends, args.values(), strict=False):
             if ends is None:
                 column.append(value)
             else:
@@ -79,7 +83,7 @@ class SpanArgs:
         self._block = array("i")  # per args: its block (-1: kept as a dict)
         self._row = array("i")  # per args: its row there (or in ``_kept``)
         self._blocks: list[_Block] = []
-        self._block_of: dict[_Shape, int] = {}
+        self._block_of: dict[_Shape, tuple[int, _Block]] = {}
         self._kept: list[dict[str, Any]] = []
 
     def __len__(self) -> int:
@@ -88,26 +92,26 @@ class SpanArgs:
 
     def extend(self, args: Sequence[dict[str, Any] | None]) -> None:
         """Append the next spans' args, one per span."""
-        base = len(self.ref)
-        self.ref.extend(repeat(-1, len(args)))
-        ref = self.ref
+        ref, add = self.ref, self._add
+        base = len(ref)
+        ref.frombytes(_NONE * len(args))  # a copy of bytes, not an int per span
         for i in compress(range(len(args)), map(is_not, args, repeat(None))):  # few: C finds them
-            ref[base + i] = self._add(args[i])
+            ref[base + i] = add(args[i])
 
     def _add(self, args: dict[str, Any]) -> int:
         shape = _shape(args) if args else None
         if shape is None:
-            block, row = -1, len(self._kept)
+            code, row = -1, len(self._kept)
             self._kept.append(args)
         else:
-            block = self._block_of.get(shape, -1)
-            if block < 0:
-                block = self._block_of[shape] = len(self._blocks)
-                self._blocks.append(_Block(shape))
-            row = self._blocks[block].add(args)
-        self._block.append(block)
+            found = self._block_of.get(shape)
+            if found is None:
+                found = self._block_of[shape] = (len(self._blocks), _Block(shape))
+                self._blocks.append(found[1])
+            code, row = found[0], found[1].add(args)
+        self._block.append(code)
         self._row.append(row)
-        return len(self._block) - 1
+        return len(self._row) - 1
 
     def get(self, span: int) -> dict[str, Any] | None:
         """Span ``span``'s args, as recorded (a new dict where they were packed)."""
