@@ -12,11 +12,14 @@ async_ps 10,240 x 100 under 60 s, peak memory of a 10,240 x 100 run under
 2 GB, wall time about linear in workers x iterations (log-log slope <= 1.1).
 
 Each straggler case runs in a process of its own, so its peak RSS is its
-own (``peak_rss_mb``). Where SimGrid's Python bindings are importable by
-/usr/bin/python3 (Debian's ``python3-simgrid``), the same straggler cases
-are also run there (``benchmarks/simgrid_ps.py``) and its wall time printed
-beside ours; a case SimGrid would take longer than ``--simgrid-budget``
-seconds on (predicted from its previous case) is skipped and says so.
+own (``peak_rss_mb``). With ``--repeat N`` it runs N times, each in a fresh
+process, and the fastest run is reported, with every run's wall time
+(``walls_s``): a shared machine's slowdowns only ever add time. Where
+SimGrid's Python bindings are importable by /usr/bin/python3 (Debian's
+``python3-simgrid``), the same straggler cases are also run there
+(``benchmarks/simgrid_ps.py``) and its wall time printed beside ours; a case
+SimGrid would take longer than ``--simgrid-budget`` seconds on (predicted
+from its previous case) is skipped and says so.
 
 Each case is built like ``scenarios/scale_1024.yaml`` (cluster preset, one GPU
 per node, 100 Gb/s links, a 400 Gb/s server NIC, a 1M-parameter model) and run
@@ -236,6 +239,16 @@ def run_isolated(algo: str, workers: int, iterations: int, bare_timeouts: int) -
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def fastest_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One case's runs as one: the fastest, with every run's wall time (``walls_s``) and the
+    largest peak RSS. A shared machine's slowdowns only ever add time (this one's bare SimPy
+    moved between 0.65 and 0.99 M events/s within an hour), so the least is the code's."""
+    best = dict(min(runs, key=lambda c: c["wall_s"]))
+    best["walls_s"] = [c["wall_s"] for c in runs]
+    best["peak_rss_mb"] = max(c["peak_rss_mb"] for c in runs)
+    return best
+
+
 def _isolated(spec: str) -> None:
     """The child of ``run_isolated``: warm up, measure bare SimPy, run, print one JSON line."""
     algo, workers, iterations, bare_timeouts = json.loads(spec)
@@ -390,6 +403,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         default=400,
         help="timeouts per process of the bare SimPy loop (500 processes)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each straggler case, each in a fresh process; the fastest is reported",
+    )
     parser.add_argument("--isolated", help=argparse.SUPPRESS)  # run_isolated's child
     args = parser.parse_args(argv)
     if args.isolated:
@@ -434,7 +453,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             progress.update(
                 task, description=f"{algo} stragglers {workers} workers x {iterations} iterations"
             )
-            case = run_isolated(algo, workers, iterations, args.bare_timeouts)
+            case = fastest_of(
+                [
+                    run_isolated(algo, workers, iterations, args.bare_timeouts)
+                    for _ in range(max(args.repeat, 1))
+                ]
+            )
             bare_rates.append(case["bare_simpy_events_per_s"])
             straggler_cases.append(case)
             progress.advance(task)

@@ -111,6 +111,20 @@ def test_straggler_cases_run_one_process_each_beside_simgrid(
     assert "sync_ps_10240x100_wall_s" not in targets  # not in this grid
 
 
+def test_repeated_runs_report_the_fastest_with_every_wall_and_the_largest_rss(
+    root: Path,
+) -> None:
+    bench = _load(root)
+    runs = [
+        {"wall_s": 3.0, "events": 10, "peak_rss_mb": 100.0},
+        {"wall_s": 2.0, "events": 10, "peak_rss_mb": 90.0},
+        {"wall_s": 2.5, "events": 10, "peak_rss_mb": 120.0},
+    ]
+    best = bench.fastest_of(runs)
+    assert best == {"wall_s": 2.0, "events": 10, "peak_rss_mb": 120.0, "walls_s": [3.0, 2.0, 2.5]}
+    assert runs[1] == {"wall_s": 2.0, "events": 10, "peak_rss_mb": 90.0}  # not changed
+
+
 def test_straggler_scenarios_draw_lognormal_compute(root: Path) -> None:
     bench = _load(root)
     compute = bench.scenario_for("async_ps", 16, 5, stragglers=True).workload.compute_time
