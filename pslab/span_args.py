@@ -116,8 +116,10 @@ class SpanArgs:
     def get(self, span: int) -> dict[str, Any] | None:
         """Span ``span``'s args, as recorded (a new dict where they were packed)."""
         n = self.ref[span]
-        if n < 0:
-            return None
+        return None if n < 0 else self._nth(n)
+
+    def _nth(self, n: int) -> dict[str, Any]:
+        """The ``n``-th args recorded."""
         block, row = self._block[n], self._row[n]
         return self._kept[row] if block < 0 else self._blocks[block].get(row)
 
@@ -131,8 +133,7 @@ class SpanArgs:
             return block.columns[k].tolist()
         out: list[Any] = []
         for n in range(len(self._block)):
-            block, row = self._block[n], self._row[n]
-            args = self._kept[row] if block < 0 else self._blocks[block].get(row)
+            args = self._nth(n)
             if key in args:
                 value = args[key]
                 if isinstance(value, list):
