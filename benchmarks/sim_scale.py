@@ -411,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--isolated", help=argparse.SUPPRESS)  # run_isolated's child
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     if args.isolated:
         _isolated(args.isolated)
         return {}
@@ -456,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             case = fastest_of(
                 [
                     run_isolated(algo, workers, iterations, args.bare_timeouts)
-                    for _ in range(max(args.repeat, 1))
+                    for _ in range(args.repeat)
                 ]
             )
             bare_rates.append(case["bare_simpy_events_per_s"])
