@@ -43,6 +43,7 @@ from grpc_ps.lifeline import (
 from grpc_ps.load import LoadSampler, steady_window
 from grpc_ps.measured import run_metrics
 from grpc_ps.speed_probe import SpeedTrack
+from grpc_ps.start_gate import GATE_ENV, READY, StartGate
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, server_name
 from pslab.results import write_results
@@ -135,6 +136,7 @@ class Launcher:
         self.signals = InterruptGuard()  # SIGINT/SIGTERM/SIGHUP while running
         self.sampler: LoadSampler | None = None  # what other jobs took (grpc_ps.load)
         self.speed = SpeedTrack()  # the cores' speed through the run (grpc_ps.speed_probe)
+        self.gate = StartGate(w.name for w in self.plan.workers)  # their first iteration
         self.t0_ns = 0  # the run's clock: spans are seconds since
 
     # ------------------------------------------------------------- processes
@@ -147,6 +149,9 @@ class Launcher:
         if self.restart_servers and name.startswith("ps-"):
             extra = ("--checkpoint-dir", str(self.run_dir / "checkpoints" / name), *extra)
         env.setdefault("OMP_NUM_THREADS", "1")  # one core per process, as the model assumes
+        gated = name.startswith("worker-")
+        if gated:
+            env[GATE_ENV] = "1"
         spawn: Callable[..., subprocess.Popen] = subprocess.Popen
         if self.netns is not None:  # inside the role's host's namespace
             env.update(self.netns.env(name))
@@ -165,6 +170,7 @@ class Launcher:
                 name,
                 *extra,
             ],
+            stdin=subprocess.PIPE if gated else None,
             stdout=subprocess.PIPE,
             stderr=log.open("w"),
             text=True,
@@ -173,6 +179,9 @@ class Launcher:
         )
         proc = _Proc(name, popen, log)
         self.procs.append(proc)
+        if gated:
+            assert popen.stdin is not None
+            self.gate.add(name, popen.stdin)
         self.signals.deferring = deferred
         if not deferred:
             self.signals.raise_pending()
@@ -183,7 +192,9 @@ class Launcher:
         assert proc.popen.stdout is not None
         for line in proc.popen.stdout:
             parts = line.split()
-            if len(parts) == 3 and parts[0] == "progress":
+            if parts == [READY]:
+                self.gate.ready(proc.name)
+            elif len(parts) == 3 and parts[0] == "progress":
                 rank, iteration = int(parts[1]), int(parts[2])
                 if self.on_progress is not None:
                     self.on_progress(rank, iteration)
@@ -219,6 +230,7 @@ class Launcher:
             is_worker = proc.name.startswith("worker-")
             if fatal_only and is_worker and self.plan.asynchronous:
                 self.lost.append(proc.name)
+                self.gate.gone(proc.name)  # the others start without it
                 if self.plan.server is not None:  # a leader registry waits on no one
                     self._leave(int(proc.name.split("-")[1]))
                 continue

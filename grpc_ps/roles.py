@@ -28,6 +28,7 @@ from grpc_ps.lifeline import die_with_launcher
 from grpc_ps.memory import keep_freed_pages
 from grpc_ps.netns_launch import bind_kwargs, make_executor, trace_host
 from grpc_ps.server import LeaderRegistryServicer, ParameterServerServicer, serve
+from grpc_ps.start_gate import wait_at_gate
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import REGISTRY, Plan, comm_name, server_name
 from pslab.models import initial_params
@@ -196,7 +197,11 @@ def run_worker(run_dir: Path, rank: int, dist_workers: str | None = None) -> Non
     # spans measured so far are written for the launcher's incomplete result.
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    time.sleep(_slow_start(role.name))
+    if kill_at == -1:
+        os.kill(os.getpid(), signal.SIGKILL)
     try:
+        wait_at_gate()  # set up like the others: all begin together
         trace = executor.run()
         write_trace(run_dir, role.name, trace)
         np.save(run_dir / f"params-{rank}.npy", executor.bufs["params"].detach().cpu().numpy())
@@ -238,10 +243,20 @@ def world_from_env() -> tuple[int, str] | None:
 
 def _kill_at(role: str) -> int | None:
     """Fault injection for tests and soak runs: ``PSLAB_KILL_AT=worker-2:5`` makes worker 2
-    die by SIGKILL when it reaches iteration 5, as a crashed or OOM-killed process would."""
+    die by SIGKILL when it reaches iteration 5, as a crashed or OOM-killed process would;
+    ``worker-2:start``, once set up, before the start gate (-1)."""
     spec = os.environ.get("PSLAB_KILL_AT", "")
     name, _, iteration = spec.partition(":")
-    return int(iteration) if name == role and iteration.isdigit() else None
+    if name != role:
+        return None
+    return -1 if iteration == "start" else int(iteration) if iteration.isdigit() else None
+
+
+def _slow_start(role: str) -> float:
+    """Fault injection: ``PSLAB_SLOW_START=worker-1:0.8`` keeps worker 1 0.8 s longer in
+    its set-up, as a slow import on a loaded machine does."""
+    name, _, seconds = os.environ.get("PSLAB_SLOW_START", "").partition(":")
+    return float(seconds) if name == role else 0.0
 
 
 def _await_endpoints(run_dir: Path, timeout: float) -> Endpoints:
