@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from pslab.compare import COMPARED
 from pslab.trace import SpanColumns, Trace
 
 # Span categories the metrics read, as small codes (any other category: len(_CATS)).
@@ -155,14 +154,3 @@ def compute_metrics(
         "iterations_counted": int(_mean([float(v) for v in n_iter.values()])),
         **(extra or {}),
     }
-
-
-def mean_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The first run's metrics with every compared figure (and the staleness mean)
-    replaced by its mean over ``runs``: one prediction from several equally likely runs."""
-    out = dict(runs[0])
-    for key in COMPARED:
-        out[key] = _mean([float(r[key]) for r in runs])
-    out["staleness"] = {**runs[0]["staleness"]}
-    out["staleness"]["mean"] = _mean([r["staleness"]["mean"] for r in runs])
-    return out

@@ -91,8 +91,9 @@ class SimExecutor(ServerOps, CollectiveOps):
         platform: NominalPlatform | LocalPlatform,
         start_at: dict[str, float] | None = None,
     ) -> None:
-        """``start_at``: when each role's program begins (default: all at 0). Compare passes
-        the offsets at which the measured run's processes really started working."""
+        """``start_at``: when each role's program begins (default: all at 0, as the
+        launcher's start gate begins them); ``simulate_emulated`` draws other phases to say
+        how much they matter."""
         self.start_at = start_at or {}
         self.scenario = scenario
         self.plan = plan

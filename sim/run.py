@@ -11,7 +11,6 @@ import numpy as np
 from pslab.algorithms import build_plan
 from pslab.algorithms.base import worker_names
 from pslab.compare import op_durations
-from pslab.metrics import mean_metrics
 from pslab.profile import Profile
 from pslab.results import write_results
 from pslab.scenario import Scenario
@@ -43,17 +42,17 @@ PHASES = 8
 def simulate_emulated(scenario: Scenario, profile: Profile, phases: int = PHASES) -> SimResult:
     """Predict the emulator's run of ``scenario`` on the machine ``profile`` describes.
 
-    An asynchronous variant's steady state depends on the workers' relative
-    phase: whose pushes meet at the server. A real run gets its phases from
-    process start-up, hundreds of milliseconds apart and arbitrary, and one
-    phase can be 30 % slower than another (async_ps-emulated: 62 to 84 ms).
-    So the prediction is the mean over ``phases`` runs: the first with every
-    worker starting together, the others with start times drawn uniformly over
-    one iteration (seeded by the run's seed). A synchronous variant forgets
-    its phase at the first barrier: when the second run matches the first,
-    the rest are skipped. The metrics keep the spread
-    (``iteration_time_s_phases``: min, max) and the mean op times
-    (``op_time_s``) over the runs; the trace is the first run's.
+    The launcher starts every worker's first iteration together
+    (``grpc_ps.start_gate``), so the prediction is the run with every worker
+    starting at 0. An asynchronous variant's steady state depends on the
+    workers' relative phase (whose pushes meet at the server), and before the
+    gate a real run drew its phases from process start-up, hundreds of
+    milliseconds apart: the prediction was the mean over random phases. How
+    much the phase matters is still reported: ``phases - 1`` more runs with
+    start times drawn uniformly over one iteration (seeded by the run's seed)
+    give ``iteration_time_s_phases`` (min, max over all). A synchronous
+    variant forgets its phase at the first barrier: when the second run
+    matches the first, the rest are skipped.
     """
     local = lay_out(scenario)[0]
     emulated = local.emulation.compute != "real"  # the platform prices a real step
@@ -64,27 +63,21 @@ def simulate_emulated(scenario: Scenario, profile: Profile, phases: int = PHASES
         plan = build_plan(local)
         return SimExecutor(local, plan, on(plan, profile, emulated), start_at).run()
 
-    results = [run(None)]
-    period = results[0].metrics["iteration_time_s"]
+    first = run(None)
+    period = first.metrics["iteration_time_s"]
+    times = [period]
     rng = np.random.default_rng(local.run.seed)
     workers = worker_names(local.topology.n_workers)
     for k in range(1, phases):
-        results.append(run({w: float(rng.uniform(0.0, period)) for w in workers}))
-        if k == 1 and math.isclose(results[1].metrics["iteration_time_s"], period, rel_tol=1e-6):
+        times.append(
+            run({w: float(rng.uniform(0.0, period)) for w in workers}).metrics["iteration_time_s"]
+        )
+        if k == 1 and math.isclose(times[1], period, rel_tol=1e-6):
             break
-    first = results[0]
-    first.metrics = mean_metrics([r.metrics for r in results])
-    first.metrics["iteration_time_s_phases"] = [
-        min(r.metrics["iteration_time_s"] for r in results),
-        max(r.metrics["iteration_time_s"] for r in results),
-    ]
-    run_cfg = local.run
-    ops = [op_durations(r.trace, run_cfg.warmup, run_cfg.iterations) for r in results]
-    first.metrics["op_time_s"] = {
-        name: float(np.mean([o[name] for o in ops if name in o])) for name in ops[0]
-    }
+    first.metrics["iteration_time_s_phases"] = [min(times), max(times)]
+    first.metrics["op_time_s"] = op_durations(first.trace, local.run.warmup, local.run.iterations)
     first.trace.meta["platform"] = local.emulation.network
-    first.trace.meta["phases"] = len(results)
+    first.trace.meta["phases"] = len(times)
     return first
 
 
