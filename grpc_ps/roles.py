@@ -245,9 +245,8 @@ def _kill_at(role: str) -> int | None:
     """Fault injection for tests and soak runs: ``PSLAB_KILL_AT=worker-2:5`` makes worker 2
     die by SIGKILL when it reaches iteration 5, as a crashed or OOM-killed process would;
     ``worker-2:start``, once set up, before the start gate (-1)."""
-    spec = os.environ.get("PSLAB_KILL_AT", "")
-    name, _, iteration = spec.partition(":")
-    if name != role:
+    iteration = _fault("PSLAB_KILL_AT", role)
+    if iteration is None:
         return None
     return -1 if iteration == "start" else int(iteration) if iteration.isdigit() else None
 
@@ -255,8 +254,14 @@ def _kill_at(role: str) -> int | None:
 def _slow_start(role: str) -> float:
     """Fault injection: ``PSLAB_SLOW_START=worker-1:0.8`` keeps worker 1 0.8 s longer in
     its set-up, as a slow import on a loaded machine does."""
-    name, _, seconds = os.environ.get("PSLAB_SLOW_START", "").partition(":")
-    return float(seconds) if name == role else 0.0
+    seconds = _fault("PSLAB_SLOW_START", role)
+    return float(seconds) if seconds is not None else 0.0
+
+
+def _fault(variable: str, role: str) -> str | None:
+    """The value of a ``ROLE:VALUE`` fault-injection variable, if it names ``role``."""
+    name, _, value = os.environ.get(variable, "").partition(":")
+    return value if name == role else None
 
 
 def _await_endpoints(run_dir: Path, timeout: float) -> Endpoints:

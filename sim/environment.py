@@ -66,16 +66,20 @@ class CountingEnvironment(simpy.Environment):
         self.now = self._now = alarm[0]
         self._on_alarm()
 
-    def peek(self) -> SimTime:
+    def _alarm_first(self) -> bool:
+        """Whether the alarm comes before the queue's head (``run`` inlines this)."""
         alarm = self._alarm
-        if alarm is not None and (not self._queue or alarm < self._queue[0]):
-            return alarm[0]
+        return alarm is not None and (not self._queue or alarm < self._queue[0])
+
+    def peek(self) -> SimTime:
+        if self._alarm_first():
+            assert self._alarm is not None
+            return self._alarm[0]
         return super().peek()
 
     def step(self) -> None:
         """SimPy's ``step`` (``run(until=...)`` uses it), keeping ``now`` up to date."""
-        alarm = self._alarm
-        if alarm is not None and (not self._queue or alarm < self._queue[0]):
+        if self._alarm_first():
             self._ring()
             return
         try:
@@ -97,7 +101,7 @@ class CountingEnvironment(simpy.Environment):
         try:
             while True:
                 alarm = self._alarm
-                if alarm is not None and (not queue or alarm < queue[0]):  # decided by the id
+                if alarm is not None and (not queue or alarm < queue[0]):  # _alarm_first
                     self._ring()
                     processed += 1
                     continue
