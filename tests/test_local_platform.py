@@ -292,3 +292,24 @@ def test_a_communicators_sums_and_copies_are_its_cpu(root) -> None:
 
     assert comm_cpu(free) == 0.0
     assert comm_cpu(priced) == pytest.approx(6 * 8e6 * (add + 2 * copy), rel=1e-9)
+
+
+def test_a_fetch_request_takes_the_registry_from_a_publication(root) -> None:
+    """Synchronous Leader SGD: after a round's reports, its leader publishes while the three
+    others' fetch requests reach the registry. The requests are work too, on the cores and
+    the registry's lock, so the publication takes longer than it would alone (3.47 ms here
+    when a fetch was priced as its reply alone). A fetch, request and reply, is still one
+    RPC, like a loss report: the registry's CPU is half an RPC's per call it serves."""
+    cpu, wait = 2 * MS, 1 * MS
+    profile = zero_cost_profile(rpc_cpu_s=cpu, rpc_overhead_s=wait, stream_overlap=0.0)
+    scenario = load_scenario(
+        "scenarios/validation/leader_sgd_real.yaml",
+        ["algorithm.groups=1", "emulation.compute=emulated"],
+    )
+    result = simulate_emulated(scenario, profile)
+    run = scenario.run
+    ops = op_durations(result.trace, run.warmup, run.iterations)
+    assert ops["publish"] > 1.2 * (cpu + wait)  # alone: a whole RPC's CPU and wait
+    calls = sum(s.name in ("report_loss", "publish", "fetch") for s in result.trace.spans)
+    registry = result.metrics["cpu_time_by_process_s"]["registry"]
+    assert registry == pytest.approx(calls * cpu / 2, rel=1e-9)
