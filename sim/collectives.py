@@ -22,6 +22,8 @@ from pslab.algorithm_config import CollectiveAlgo
 from pslab.algorithms.base import Role
 from pslab.topology import ring_chain
 
+SMALL_MESSAGE = 64  # bytes of a control message: a loss report, a request for a copy
+
 if TYPE_CHECKING:
     from pslab.scenario import Scenario
     from sim.costs import Costs
@@ -278,7 +280,9 @@ class CollectiveOps:
     def _op_broadcast(self, role: Role, op: ops.Broadcast) -> Proc:
         """The root offers a copy of its data (the communicator's ``offer``: its buffer
         moves on while the broadcasts stream) and goes on; a member receives once it asks
-        and the data are offered, as its Broadcast call blocks."""
+        and the data are offered, as its Broadcast call blocks. Asking is the request leg of
+        that RPC, served while the member waits (the communicator's work too); each leg
+        carries half the RPC's fixed cost, as a fetch's do."""
         nbytes = self._span_bytes(op.span)
         call = self._rooted(role, ("broadcast", op.root), op.group, op.root)
         if role.name == op.root:
@@ -288,7 +292,9 @@ class CollectiveOps:
                 self.numerics.broadcast(op.group, op.root, op.buf, op.span)
             call.done.succeed()
             return None, nbytes
+        me, root = self.endpoint[role.name], self.endpoint[op.root]
+        yield self.net.transfer(me, root, SMALL_MESSAGE, rpc_share=0.5)
         if not call.done.triggered:
             yield call.done
-        yield self.net.transfer(self.endpoint[op.root], self.endpoint[role.name], nbytes)
+        yield self.net.transfer(root, me, nbytes, rpc_share=0.5)
         return None, nbytes

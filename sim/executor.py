@@ -31,7 +31,7 @@ from pslab.rounds import LeaderRounds, Publications
 from pslab.scenario import Scenario
 from pslab.torch_threads import one_torch_thread
 from pslab.trace import Trace
-from sim.collectives import CollectiveOps, Kind, Rendezvous
+from sim.collectives import SMALL_MESSAGE, CollectiveOps, Kind, Rendezvous
 from sim.costs import Costs
 from sim.environment import CountingEnvironment
 from sim.flow_events import At
@@ -41,7 +41,6 @@ from sim.server_ops import ServerOps, Shard
 if TYPE_CHECKING:
     from sim.numerics import Numerics
 
-SMALL_MESSAGE = 64  # bytes of a control message (a loss report)
 
 Proc = Generator[simpy.Event, Any, Any]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import simpy
 from conftest import zero_cost_profile
@@ -313,3 +315,31 @@ def test_a_fetch_request_takes_the_registry_from_a_publication(root) -> None:
     calls = sum(s.name in ("report_loss", "publish", "fetch") for s in result.trace.spans)
     registry = result.metrics["cpu_time_by_process_s"]["registry"]
     assert registry == pytest.approx(calls * cpu / 2, rel=1e-9)
+
+
+def test_a_broadcast_asked_before_the_offer_pays_only_its_reply_after_it(root) -> None:
+    """Layered SGD: a worker asks its communicator for the broadcast once its reduce is in,
+    and the communicator answers when its exchange with the other communicator is done.
+    The request was served while it waited, so after the offer only the reply leg is left,
+    half an RPC (2.5 ms here with the two members' replies sharing their communicator; the
+    whole RPC after the offer, as before, took 5.0)."""
+    cpu, wait = 2 * MS, 1 * MS
+    profile = zero_cost_profile(
+        rpc_cpu_s=cpu, rpc_overhead_s=wait, stream_overlap=0.0, allreduce_s_per_byte=2e-7
+    )
+    scenario = load_scenario(
+        "scenarios/validation/layered_sgd_real.yaml", ["emulation.compute=emulated"]
+    )
+    spans = simulate_emulated(scenario, profile).trace.spans
+    offered = {
+        (s.role, s.iteration): s.end
+        for s in spans
+        if s.name == "broadcast" and s.role.startswith("comm-")
+    }
+    after = [
+        s.end - offered[f"comm-{int(s.role.split('-')[1]) // 2}", s.iteration]
+        for s in spans
+        if s.name == "broadcast" and s.role.startswith("worker-")
+    ]
+    assert after and min(after) > 0  # every worker asked before its communicator offered
+    assert statistics.median(after) < 0.9 * (cpu + wait)
