@@ -277,6 +277,27 @@ def test_a_gloo_collective_leaves_its_process_lock_free(beside: str, end: float)
     assert net.carried_each("proc:")["worker-0"] == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize(("first", "second"), [(0.1, 0.1), (0.001, 0.1)])
+def test_lock_hand_overs_last_while_the_threads_contend(first: float, second: float) -> None:
+    """A process's lock is handed between its threads while two works contend, so a work
+    that finds another in progress first holds the lock without a core for the lesser of
+    the two (times 1/share - 1). Two 0.1 s works at share 0.5: the second's 0.1 s of
+    hand-overs share the lock with the first (both done at 0.2 s), then it runs (0.3 s). A
+    1 ms request in flight costs a 0.1 s push 1 ms of hand-overs, not 0.1 s."""
+    from pslab.algorithms import build_plan
+    from sim.platform import LocalPlatform
+
+    plan = build_plan(load_scenario("scenarios/validation/sync_ps_emulated.yaml"))
+    env = simpy.Environment()
+    profile = zero_cost_profile(contended_lock_share=0.5)
+    net = LocalPlatform(plan, profile, emulated_compute=True).network(env, plan)
+    net.process_work("ps-0", first)
+    done = net.process_work("ps-0", second)
+    env.run(until=done)
+    assert env.now == pytest.approx(2 * first + second)
+    assert net.carried_each("proc:")["ps-0"] == pytest.approx(first + second)
+
+
 def test_a_communicators_sums_and_copies_are_its_cpu(root) -> None:
     """The emulator's communicator adds every part after the first into its total and
     copies each slice twice (the sum into its buffer, its offer): two members a group,
