@@ -36,6 +36,11 @@ from sim.topology import FRAME_PAYLOAD, Cluster, build_cluster, netns_graph
 class NetnsNetwork(LoopbackNetwork):
     """Loopback's per-end CPU costs, plus a flow over the host links for what leaves a host."""
 
+    # The port buckets lend a class's whole burst to whatever of it is in flight, so a
+    # 64-byte pull request would take it from a push beside it: until they meter small
+    # messages, a held pull stays one transfer here.
+    prices_held_requests = False
+
     def __init__(
         self,
         env: simpy.Environment,

@@ -75,6 +75,7 @@ class FlowNetwork:
     # Whether ``transfer`` is a flow of this network, as ``transfer_later``'s are; a
     # network that prices a transfer otherwise (a loopback gRPC stream) says no.
     transfers_are_flows = True
+    prices_held_requests = False  # where an RPC has no CPU: see LoopbackNetwork
 
     def __init__(self, env: simpy.Environment, cluster: Cluster, pooled: bool = True) -> None:
         """``pooled=False`` sends every flow through progressive filling: the same rates,

@@ -185,6 +185,7 @@ class LoopbackNetwork(FlowNetwork):
     """Transfers between processes of one machine: CPU on both ends, then the RPC's fixed cost."""
 
     transfers_are_flows = False  # a gRPC stream: its ends' CPU work, then a wait
+    prices_held_requests = True  # a held pull's request is a leg of its own (ServerOps)
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ import simpy
 from pslab import ops
 from pslab.algorithms.base import Role
 from pslab.policies import StalenessPolicy
+from sim.collectives import SMALL_MESSAGE
 from sim.flow_events import Flow
 
 if TYPE_CHECKING:
@@ -136,7 +137,11 @@ class ServerOps:
         A pull the policy holds back waits for the server's release. On a flow network
         it waits on its transfer, which the release starts (one event and one resume less
         than a gate: what a server that answers held pulls when its round closes does);
-        elsewhere on a gate, its transfer started once the worker is back."""
+        elsewhere on a gate, its transfer started once the worker is back. There, where an
+        RPC's CPU is priced, its request is a leg of its own, served while the pull is
+        held (the server's work too, beside the round's last pushes), and each leg carries
+        half the RPC's fixed cost, as a fetch's and a broadcast's do; not on a netns
+        platform (``prices_held_requests``)."""
         net = self.net
         if shard.applying or not shard.policy.may_pull(role.rank):
             if net.transfers_are_flows:
@@ -145,10 +150,17 @@ class ServerOps:
                 return (yield flow)
             gate = self.env.event()
             shard.waiters.append((role.rank, role.name, op.buf, gate))
+            reply_share = 1.0
+            if net.prices_held_requests:  # the request, served while the pull is held
+                me = self.endpoint[role.name]
+                yield net.transfer(me, shard.host, SMALL_MESSAGE, rpc_share=0.5)
+                reply_share = 0.5
             version = yield gate
-        else:
+        else:  # answered at once: request and reply back to back, priced as one transfer
             version = shard.policy.version
+            reply_share = 1.0
         if self.numerics is not None:  # the server streams the version it has now
             self.numerics.pulled(shard.index, role.name, op.buf)
-        yield net.transfer(shard.host, self.endpoint[role.name], shard.nbytes)
+        dst = self.endpoint[role.name]
+        yield net.transfer(shard.host, dst, shard.nbytes, rpc_share=reply_share)
         return version
