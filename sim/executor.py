@@ -305,7 +305,7 @@ class SimExecutor(ServerOps, CollectiveOps):
         The request leg is the registry's work too: fetches that a synchronous round's
         leaders' peers send as its publication streams in take the registry's interpreter
         from it. Priced as the reply alone, a leader's publish was predicted at 1.27 ms
-        where the runs took 2.30 (leader_sgd-real, validation 32)."""
+        where the runs took 2.30 (leader_sgd-real, validation run 27)."""
         src = self.endpoint[role.name]
         yield self.net.transfer(src, self.registry_host, SMALL_MESSAGE, rpc_share=0.5)
         if not self.published.ready(op.key, op.round):
