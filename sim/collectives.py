@@ -22,8 +22,6 @@ from pslab.algorithm_config import CollectiveAlgo
 from pslab.algorithms.base import Role
 from pslab.topology import ring_chain
 
-SMALL_MESSAGE = 64  # bytes of a control message: a loss report, a request for a copy
-
 if TYPE_CHECKING:
     from pslab.scenario import Scenario
     from sim.costs import Costs
@@ -293,7 +291,7 @@ class CollectiveOps:
             call.done.succeed()
             return None, nbytes
         me, root = self.endpoint[role.name], self.endpoint[op.root]
-        yield self.net.transfer(me, root, SMALL_MESSAGE, rpc_share=0.5)
+        yield self.net.message(me, root)
         if not call.done.triggered:
             yield call.done
         yield self.net.transfer(root, me, nbytes, rpc_share=0.5)

@@ -31,10 +31,11 @@ from pslab.rounds import LeaderRounds, Publications
 from pslab.scenario import Scenario
 from pslab.torch_threads import one_torch_thread
 from pslab.trace import Trace
-from sim.collectives import SMALL_MESSAGE, CollectiveOps, Kind, Rendezvous
+from sim.collectives import CollectiveOps, Kind, Rendezvous
 from sim.costs import Costs
 from sim.environment import CountingEnvironment
 from sim.flow_events import At
+from sim.network import SMALL_MESSAGE
 from sim.platform import LocalPlatform, NominalPlatform
 from sim.server_ops import ServerOps, Shard
 
@@ -278,12 +279,12 @@ class SimExecutor(ServerOps, CollectiveOps):
         request and the reply are one RPC: each leg carries half its fixed cost."""
         assert self.leaders is not None
         src = self.endpoint[role.name]
-        yield self.net.transfer(src, self.registry_host, SMALL_MESSAGE, rpc_share=0.5)
+        yield self.net.message(src, self.registry_host)
         self.leaders.report(role.rank, op.iteration, op.loss)
         if self.leaders.sync:
             everyone = tuple(w.name for w in self.plan.workers)
             yield self._collective(role, "report", everyone, lambda done: done.succeed())
-        yield self.net.transfer(self.registry_host, src, SMALL_MESSAGE, rpc_share=0.5)
+        yield self.net.message(self.registry_host, src)
         local, global_ = self.leaders.answer(role.rank, op.iteration)
         return ops.Leaders(f"worker-{local}", f"worker-{global_}"), SMALL_MESSAGE
 
@@ -307,10 +308,10 @@ class SimExecutor(ServerOps, CollectiveOps):
         from it. Priced as the reply alone, a leader's publish was predicted at 1.27 ms
         where the runs took 2.30 (leader_sgd-real, validation run 27)."""
         src = self.endpoint[role.name]
-        yield self.net.transfer(src, self.registry_host, SMALL_MESSAGE, rpc_share=0.5)
+        yield self.net.message(src, self.registry_host)
         if not self.published.ready(op.key, op.round):
             if not op.wait:  # nothing yet: the registry answers at once, empty
-                yield self.net.transfer(self.registry_host, src, SMALL_MESSAGE, rpc_share=0.5)
+                yield self.net.message(self.registry_host, src)
                 return False, 0
             event = self.env.event()
             self.fetchers.setdefault(op.key, []).append((op.round, event))

@@ -64,6 +64,9 @@ _TIME_TOL = 1e-12
 _Path = tuple[tuple[int, ...], float, int, float]
 
 
+SMALL_MESSAGE = 64  # bytes of a control message: a loss report, a request for a copy
+
+
 class FlowNetwork:
     """Links of a ``Cluster`` plus generic resources, shared max–min fairly.
 
@@ -171,6 +174,11 @@ class FlowNetwork:
         if not path[0] or nbytes == 0:
             return self.env.timeout(path[1], tag)
         return self._submit(path, nbytes, max_rate, tag)
+
+    def message(self, src: str, dst: str) -> simpy.Event:
+        """A control message that is one leg of an RPC whose other leg answers it (a loss
+        report, a request held at the server): it carries half the RPC's fixed cost."""
+        return self.transfer(src, dst, SMALL_MESSAGE, rpc_share=0.5)
 
     def transfer_later(self, src: str, dst: str, nbytes: float, tag: Any = None) -> Flow:
         """A transfer that ``start`` begins later; its event exists now, so a waiter can yield

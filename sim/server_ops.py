@@ -16,7 +16,6 @@ import simpy
 from pslab import ops
 from pslab.algorithms.base import Role
 from pslab.policies import StalenessPolicy
-from sim.collectives import SMALL_MESSAGE
 from sim.flow_events import Flow
 
 if TYPE_CHECKING:
@@ -142,25 +141,22 @@ class ServerOps:
         held (the server's work too, beside the round's last pushes), and each leg carries
         half the RPC's fixed cost, as a fetch's and a broadcast's do; not on a netns
         platform (``prices_held_requests``)."""
-        net = self.net
+        net, me = self.net, self.endpoint[role.name]
+        reply_share = 1.0  # answered at once: request and reply back to back, one transfer
         if shard.applying or not shard.policy.may_pull(role.rank):
             if net.transfers_are_flows:
-                flow = net.transfer_later(shard.host, self.endpoint[role.name], shard.nbytes)
+                flow = net.transfer_later(shard.host, me, shard.nbytes)
                 shard.waiters.append((role.rank, role.name, op.buf, flow))
                 return (yield flow)
             gate = self.env.event()
             shard.waiters.append((role.rank, role.name, op.buf, gate))
-            reply_share = 1.0
             if net.prices_held_requests:  # the request, served while the pull is held
-                me = self.endpoint[role.name]
-                yield net.transfer(me, shard.host, SMALL_MESSAGE, rpc_share=0.5)
+                yield net.message(me, shard.host)
                 reply_share = 0.5
             version = yield gate
-        else:  # answered at once: request and reply back to back, priced as one transfer
+        else:
             version = shard.policy.version
-            reply_share = 1.0
         if self.numerics is not None:  # the server streams the version it has now
             self.numerics.pulled(shard.index, role.name, op.buf)
-        dst = self.endpoint[role.name]
-        yield net.transfer(shard.host, dst, shard.nbytes, rpc_share=reply_share)
+        yield net.transfer(shard.host, me, shard.nbytes, rpc_share=reply_share)
         return version

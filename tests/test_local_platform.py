@@ -11,7 +11,7 @@ from conftest import zero_cost_profile
 from pslab.compare import op_durations
 from pslab.profile import Profile
 from pslab.scenario import load_scenario
-from sim.collectives import SMALL_MESSAGE
+from sim.network import SMALL_MESSAGE
 from sim.platform import Warmth
 from sim.run import PHASE_FORGOTTEN, simulate_emulated
 
