@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import simpy
 
@@ -21,6 +21,7 @@ from pslab import ops
 from pslab.algorithm_config import CollectiveAlgo
 from pslab.algorithms.base import Role
 from pslab.topology import ring_chain
+from sim.step_ring import StepRing
 
 if TYPE_CHECKING:
     from pslab.scenario import Scenario
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from sim.executor import Proc
     from sim.network import FlowNetwork
     from sim.numerics import Numerics
-    from sim.platform import LocalPlatform, NominalPlatform
+    from sim.platform import LocalPlatform, LoopbackNetwork, NominalPlatform
     from sim.topology import Cluster
 
 # What a collective call is of: "allreduce", or ("reduce", root) for rooted ones.
@@ -49,6 +50,7 @@ class Rendezvous:
     arrived: int = 0
     left: int = 0  # a rooted call's: members whose part is still to reach the root
     received: int = 0  # a reduce's parts at the root: the first is its total, the rest added
+    ring: StepRing | None = None  # an all-reduce run step by step (``rings_by_step``)
 
 
 class CollectiveOps:
@@ -194,11 +196,14 @@ class CollectiveOps:
         self._ring(members, nbytes, factor, done)
         return done
 
-    def _allreduce_body(self, group: tuple[str, ...], nbytes: int, done: simpy.Event) -> None:
-        n = len(group)
+    def _hierarchical_over(self, group: tuple[str, ...]) -> bool:
         algo = self.scenario.algorithm  # only the variants with allreduce_algo choose
         hierarchical = isinstance(algo, CollectiveAlgo) and algo.allreduce_algo == "hierarchical"
-        if hierarchical and all(g.startswith("worker-") for g in group):
+        return hierarchical and all(g.startswith("worker-") for g in group)
+
+    def _allreduce_body(self, group: tuple[str, ...], nbytes: int, done: simpy.Event) -> None:
+        n = len(group)
+        if self._hierarchical_over(group):
             proc = self.env.process(self._hierarchical(group, nbytes))
             proc.callbacks.append(lambda _event: done.succeed())
             return
@@ -234,12 +239,27 @@ class CollectiveOps:
                 self.numerics.allreduce(op.group, op.buf, op.span, op.average)
             self._allreduce_body(op.group, nbytes, done)
 
-        yield self._collective(role, "allreduce", op.group, body)
+        if self.net.rings_by_step and not self._hierarchical_over(op.group):
+            yield self._ring_member(role, op, nbytes)
+        else:
+            yield self._collective(role, "allreduce", op.group, body)
         if op.average and len(op.group) > 1 and role.device is None:
             scale_s = self.costs.mean_scale(nbytes)
             if scale_s:
                 yield self.platform.cpu_work(self.net, self.cpu_of[role.name], scale_s)
         return None, nbytes
+
+    def _ring_member(self, role: Role, op: ops.AllReduce, nbytes: int) -> simpy.Event:
+        """This role's part of an all-reduce run step by step (:mod:`sim.step_ring`): it
+        starts now, whoever else is in, and the event is its own end. The values are reduced
+        when the last member arrives, the first moment all of them are known."""
+        call = self._meet(role, "allreduce", op.group)
+        if call.ring is None:
+            net = cast("LoopbackNetwork", self.net)  # the network that rings by step
+            call.ring = StepRing(net, [self.endpoint[g] for g in op.group], nbytes)
+        if call.arrived == len(op.group) and self.numerics is not None:
+            self.numerics.allreduce(op.group, op.buf, op.span, op.average)
+        return call.ring.arrive(op.group.index(role.name))
 
     def _rooted(self, role: Role, kind: Kind, group: tuple[str, ...], root: str) -> Rendezvous:
         """This role's next rooted call of (kind, group), matched as ``_meet`` matches; its

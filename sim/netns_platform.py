@@ -40,6 +40,8 @@ class NetnsNetwork(LoopbackNetwork):
     # 64-byte pull request would take it from a push beside it: until they meter small
     # messages, a held pull stays one transfer here.
     prices_held_requests = False
+    # A ring member's share crosses the shaped links as one flow, as validated on netns.
+    rings_by_step = False
 
     def __init__(
         self,

@@ -79,6 +79,7 @@ class FlowNetwork:
     # network that prices a transfer otherwise (a loopback gRPC stream) says no.
     transfers_are_flows = True
     prices_held_requests = False  # where an RPC has no CPU: see LoopbackNetwork
+    rings_by_step = False  # a ring member's share is one flow, the steps' latencies chained
 
     def __init__(self, env: simpy.Environment, cluster: Cluster, pooled: bool = True) -> None:
         """``pooled=False`` sends every flow through progressive filling: the same rates,

@@ -151,11 +151,18 @@ class Warmth:
 
 @dataclass(frozen=True)
 class GlooRing:
-    """What a gloo ring costs a member here, per byte it sends, and each step's wait."""
+    """What a gloo ring costs a member here, per byte it sends, and each step's wait.
+
+    ``handoff_cpu_s``: the same wait as a step-by-step ring (:mod:`sim.step_ring`) spends
+    it, as a hand-off that takes a core: with every member in the ring, each gets
+    ``min(n, cores) / n`` of one, so a hand-off of that many seconds of a core lasts one
+    ``step_wait_s``.
+    """
 
     send_cpu_s_per_byte: float
     recv_cpu_s_per_byte: float
     step_wait_s: float
+    handoff_cpu_s: float
 
 
 def gloo_ring(plan: Plan, profile: Profile) -> GlooRing:
@@ -167,13 +174,14 @@ def gloo_ring(plan: Plan, profile: Profile) -> GlooRing:
     n, nbytes = len(plan.collective_world), plan.model.nbytes
     key = profile.allreduce_key(n, nbytes)
     wall, cpu = profile.allreduce_s.get(key), profile.allreduce_cpu_s.get(key)
-    if n < 2 or wall is None or cpu is None:
-        per_byte = profile.allreduce_s_per_byte
-        return GlooRing(per_byte, per_byte, profile.allreduce_overhead_s / 2)
-    steps = 2 * (n - 1)
     cores = profile.effective_cores or profile.machine.cores
-    cpu_wall = cpu * n / min(n, cores)
-    return GlooRing(cpu / (steps / n * nbytes), 0.0, max(wall - cpu_wall, 0.0) / steps)
+    share = min(n, cores) / n if n else 1.0  # of a core, each member's while all are in
+    if n < 2 or wall is None or cpu is None:
+        per_byte, wait = profile.allreduce_s_per_byte, profile.allreduce_overhead_s / 2
+        return GlooRing(per_byte, per_byte, wait, wait * share)
+    steps = 2 * (n - 1)
+    wait = max(wall - cpu / share, 0.0) / steps
+    return GlooRing(cpu / (steps / n * nbytes), 0.0, wait, wait * share)
 
 
 def _is_server(vertex: str) -> bool:
@@ -186,6 +194,7 @@ class LoopbackNetwork(FlowNetwork):
 
     transfers_are_flows = False  # a gRPC stream: its ends' CPU work, then a wait
     prices_held_requests = True  # a held pull's request is a leg of its own (ServerOps)
+    rings_by_step = True  # a gloo ring's members go step by step (sim.step_ring)
 
     def __init__(
         self,
@@ -251,6 +260,21 @@ class LoopbackNetwork(FlowNetwork):
         recv = self.streams.end(nbytes, False, _is_server(dst), rpc_share)
         stream = self.env.process(self._stream(src, dst, send, recv))
         return stream, p.rpc_overhead_s * rpc_share
+
+    def ring_send(self, member: str, nbytes: float, first: bool) -> simpy.Event:
+        """A ring member's step: reducing and sending its chunk, outside its interpreter lock.
+        The ring's cold extra rides on the member's first step, as on ``cpu_ends``' one send."""
+        p = self.profile
+        cold = p.allreduce_cold_cpu_s if first else 0.0
+        cpu = nbytes * self.ring.send_cpu_s_per_byte
+        return self.cold_work(member, "allreduce", cpu, cold, p.cold_ramp_s, native=True)
+
+    def ring_receive(self, member: str, nbytes: float) -> simpy.Event:
+        """A chunk reaching a ring member: its threads take it up on a core (the step's
+        hand-off, ``GlooRing.handoff_cpu_s``), with the receiving end's own CPU where the
+        profile prices one apart."""
+        cpu = self.ring.handoff_cpu_s + nbytes * self.ring.recv_cpu_s_per_byte
+        return self.native_work(member, cpu)
 
     def _stream(
         self, src: str, dst: str, send: EndCost, recv: EndCost

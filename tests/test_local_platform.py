@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
 
 import pytest
 import simpy
@@ -395,3 +396,77 @@ def test_a_held_pull_pays_only_its_reply_after_the_round_closes(root) -> None:
             closed[s.iteration] = max(closed.get(s.iteration, 0.0), s.end)
     after = [s.end - closed[s.iteration] for s in spans if s.name == "pull"]
     assert min(after) < cpu + wait <= max(after)
+
+
+def _ring(profile: Profile, arrivals: list[float]) -> tuple[list[float], float]:
+    """A step-by-step ring of allreduce_emulated's four workers, each arriving at its time:
+    when each member leaves, and the CPU its members spent."""
+    from pslab.algorithms import build_plan
+    from sim.platform import LocalPlatform
+    from sim.step_ring import StepRing
+
+    plan = build_plan(load_scenario("scenarios/validation/allreduce_emulated.yaml"))
+    env = simpy.Environment()
+    net = LocalPlatform(plan, profile, emulated_compute=True).network(env, plan)
+    members = [f"worker-{j}" for j in range(len(arrivals))]
+    ring = StepRing(net, members, plan.model.nbytes)
+    ends = [0.0] * len(arrivals)
+
+    def member(j: int, at: float) -> Iterator[simpy.Event]:
+        yield env.timeout(at)
+        yield ring.arrive(j)
+        ends[j] = env.now
+
+    for j, at in enumerate(arrivals):
+        env.process(member(j, at))
+    env.run()
+    return ends, sum(net.carried_each("proc:").values())
+
+
+def _ring_profile(wall: float, cpu: float) -> Profile:
+    key = "4x8000000"  # allreduce_emulated: four members, a 2M-parameter model
+    return zero_cost_profile(allreduce_s={key: wall}, allreduce_cpu_s={key: cpu})
+
+
+def test_a_ring_of_members_arriving_together_takes_its_calibrated_time() -> None:
+    """Four members on two cores, 6 ms of CPU each in a 20 ms all-reduce: each step the
+    four share the cores for their chunks, then for the hand-offs that make up the rest.
+    Together they take the calibration's 20 ms and leave together; the CPU is theirs."""
+    ends, cpu = _ring(_ring_profile(20 * MS, 6 * MS), [0.0] * 4)
+    assert ends == pytest.approx([20 * MS] * 4, rel=1e-9)
+    # 4 x 6 ms of chunks, and 6 steps x 4 hand-offs of (20 - 12) / 6 ms x 2 / 4 of a core
+    assert cpu == pytest.approx(4 * 6 * MS + 8 * MS * 2, rel=1e-9)
+
+
+def test_a_ring_works_before_its_last_member_arrives() -> None:
+    """gloo's ring is a dataflow: three members arrive 30 ms before the fourth and send what
+    they can meanwhile (member 2 its whole reduce-scatter, which needs nothing of member 3),
+    so the ring ends sooner after the last arrival than the 20 ms of a ring that waits for
+    it (15.75 ms here), member 2 first, and the members leave one by one."""
+    late = 30 * MS
+    ends, cpu = _ring(_ring_profile(20 * MS, 6 * MS), [0.0, 0.0, 0.0, late])
+    after = [end - late for end in ends]
+    assert max(after) < 0.8 * 20 * MS
+    assert min(after) == after[2]
+    assert len(set(after)) == 4
+    assert cpu == pytest.approx(4 * 6 * MS + 8 * MS * 2, rel=1e-9)  # the same work, earlier
+
+
+def test_a_straggling_ring_member_finds_the_others_steps_done(root) -> None:
+    """allreduce-emulated with lognormal compute (cv 0.3): the members reach the all-reduce
+    apart. A ring that started at the last arrival would keep every member there for its
+    wait plus the calibration's 20 ms; the early members' steps make it shorter."""
+    scenario = load_scenario(
+        "scenarios/validation/allreduce_emulated.yaml",
+        ["workload.compute_time={dist: lognormal, mean: 30ms, cv: 0.3}", "run.iterations=12"],
+    )
+    result = simulate_emulated(scenario, _ring_profile(20 * MS, 6 * MS), phases=1)
+    starts: dict[int, list[float]] = {}
+    spans = [s for s in result.trace.spans if s.name == "allreduce"]
+    for span in spans:
+        starts.setdefault(span.iteration, []).append(span.start)
+    waits = [max(starts[s.iteration]) - s.start for s in spans]
+    assert statistics.mean(waits) > 2 * MS  # they do arrive apart
+    beyond = [s.dur - wait for s, wait in zip(spans, waits, strict=True)]
+    assert max(beyond) < 20 * MS * (1 + 1e-9)
+    assert statistics.mean(beyond) < 0.95 * 20 * MS
