@@ -3,10 +3,10 @@
 gloo's ring all-reduce is a dataflow: a member sends step s once it is in the
 call and holds step s−1's chunk from its predecessor. So members that arrive
 early work through what they can before the last one comes. Measured here
-(8 members, 8 MB, 25 calls each; ``experiments.gloo_ring_dataflow``), the ring
-ended 34–38 ms after the last member arrived when all arrived within 1 ms, and
-23–27 ms after it when their arrivals spread over 13–26 ms. The members still
-left within 2.4–3.3 ms of each other. The machine platform used to start the
+(8 members, 8 MB; ``experiments.gloo_ring_dataflow``, two runs), the ring ended
+31–38 ms after the last member arrived when all arrived within 1–2.5 ms, and
+22–27 ms after it when their arrivals spread over 13–26 ms. The members still
+left within 1.9–3.3 ms of each other. The machine platform used to start the
 whole ring at the last arrival, so every early member's work came after it.
 
 A step is two works (``LoopbackNetwork.ring_send``, ``ring_receive``): the
