@@ -1,7 +1,9 @@
 """Collectives as the flows they make: rings as dataflows, rooted ones as fan-in/fan-out.
 
 A ring member moves on when its own data are in, as gloo's and NCCL's do: no
-barrier between the ring's steps (``ring_chain``). Rooted collectives are
+barrier between the ring's steps (``ring_chain``); on this machine's platform, where a
+ring's cost is its members' CPU, step by step from each member's arrival
+(:mod:`sim.step_ring`). Rooted collectives are
 dataflows too, as the emulator's communicator serves them: a member's reduce
 streams its part when the member gets there and ends when that part is in; the
 root's ends when every part is; the root's broadcast offers its data and goes
