@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import importlib.util
 import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -35,6 +37,15 @@ def zero_cost_profile(**figures: object) -> Profile:
     )
     machine = Machine(hostname="test", cores=2, python="3")
     return Profile(machine=machine, measured_at=0.0, **{**zero, **figures})
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` by path: benchmarks/ is not a package."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

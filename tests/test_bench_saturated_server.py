@@ -6,23 +6,11 @@ The compares themselves (a calibration and real launches) are the benchmark's to
 
 from __future__ import annotations
 
-import importlib.util
 import io
-from pathlib import Path
-from types import ModuleType
 
 import pytest
+from conftest import load_benchmark
 from rich.console import Console
-
-
-def _load(root: Path) -> ModuleType:
-    """Import the benchmark by path: benchmarks/ is not a package."""
-    path = root / "benchmarks" / "saturated_server.py"
-    spec = importlib.util.spec_from_file_location("saturated_server", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _compare(iteration: tuple[float, float], server: tuple[float, float], workers: tuple) -> dict:
@@ -38,8 +26,8 @@ def _compare(iteration: tuple[float, float], server: tuple[float, float], worker
     }
 
 
-def test_growth_is_over_the_same_variant_and_round(root: Path) -> None:
-    bench = _load(root)
+def test_growth_is_over_the_same_variant_and_round() -> None:
+    bench = load_benchmark("saturated_server")
     rows = [
         bench.row("async_ps", 1, 1, _compare((0.018, 0.016), (0.014, 0.012), (0.012, 0.010))),
         bench.row("async_ps", 1, 2, _compare((0.032, 0.036), (0.0145, 0.015), (0.012, 0.0135))),

@@ -5,31 +5,19 @@ Only structure and signs are checked, never times: those depend on the machine.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import simpy
+from conftest import load_benchmark
 
 from sim.environment import CountingEnvironment
 
 
-def _load(root: Path) -> ModuleType:
-    """Import the benchmark by path: benchmarks/ is not a package."""
-    path = root / "benchmarks" / "sim_scale.py"
-    spec = importlib.util.spec_from_file_location("sim_scale", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tiny_grid_prints_one_json_line_with_every_figure(
-    root: Path, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    bench = _load(root)
+    bench = load_benchmark("sim_scale")
     returned = bench.main(
         [
             "--workers",
@@ -73,11 +61,11 @@ def test_tiny_grid_prints_one_json_line_with_every_figure(
 
 @pytest.mark.slow
 def test_straggler_cases_run_one_process_each_beside_simgrid(
-    root: Path, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Straggler cases run in child processes (their own peak RSS), and in SimGrid where
     /usr/bin/python3 has it."""
-    bench = _load(root)
+    bench = load_benchmark("sim_scale")
     report = bench.main(
         [
             *("--workers", "", "--bare-timeouts", "20", "--straggler-workers", "6"),
@@ -111,10 +99,8 @@ def test_straggler_cases_run_one_process_each_beside_simgrid(
     assert "sync_ps_10240x100_wall_s" not in targets  # not in this grid
 
 
-def test_repeated_runs_report_the_fastest_with_every_wall_and_the_largest_rss(
-    root: Path,
-) -> None:
-    bench = _load(root)
+def test_repeated_runs_report_the_fastest_with_every_wall_and_the_largest_rss() -> None:
+    bench = load_benchmark("sim_scale")
     runs = [
         {"wall_s": 3.0, "events": 10, "peak_rss_mb": 100.0},
         {"wall_s": 2.0, "events": 10, "peak_rss_mb": 90.0},
@@ -125,16 +111,16 @@ def test_repeated_runs_report_the_fastest_with_every_wall_and_the_largest_rss(
     assert runs[1] == {"wall_s": 2.0, "events": 10, "peak_rss_mb": 90.0}  # not changed
 
 
-def test_straggler_scenarios_draw_lognormal_compute(root: Path) -> None:
-    bench = _load(root)
+def test_straggler_scenarios_draw_lognormal_compute() -> None:
+    bench = load_benchmark("sim_scale")
     compute = bench.scenario_for("async_ps", 16, 5, stragglers=True).workload.compute_time
     assert (compute.dist, compute.mean, compute.cv) == ("lognormal", 0.05, 0.2)
     assert bench.scenario_for("sync_ps", 16, 5).workload.compute_time == 0.05
 
 
-def test_bare_simpy_event_count_is_what_simpy_processes(root: Path) -> None:
+def test_bare_simpy_event_count_is_what_simpy_processes() -> None:
     """The bare loop's analytic event count matches a counting environment's."""
-    bench = _load(root)
+    bench = load_benchmark("sim_scale")
     rate, events = bench.bare_simpy_rate(processes=7, timeouts=11)
     assert rate > 0 and events == 7 * (11 + 2)
 
@@ -150,16 +136,16 @@ def test_bare_simpy_event_count_is_what_simpy_processes(root: Path) -> None:
     assert env.events_processed == events
 
 
-def test_loglog_slope_reads_linear_and_quadratic(root: Path) -> None:
-    bench = _load(root)
+def test_loglog_slope_reads_linear_and_quadratic() -> None:
+    bench = load_benchmark("sim_scale")
     sizes = [10.0, 100.0, 1000.0]
     assert bench.loglog_slope(sizes, [2 * s for s in sizes]) == pytest.approx(1.0)
     assert bench.loglog_slope(sizes, [s * s for s in sizes]) == pytest.approx(2.0)
     assert bench.loglog_slope([10.0], [1.0]) is None
 
 
-def test_scenarios_follow_scale_1024(root: Path) -> None:
-    bench = _load(root)
+def test_scenarios_follow_scale_1024() -> None:
+    bench = load_benchmark("sim_scale")
     ps = bench.scenario_for("sync_ps", 1024, 100)
     assert ps.topology.n_workers == 1024 and ps.topology.servers == 1
     assert ps.run.iterations == 100 and ps.run.warmup == 5
